@@ -43,7 +43,7 @@ _SUBSCRIBER_QUEUE_SIZE = 4
 _UPSTREAM_GONE = b""
 """Sentinel put in each queue when the upstream ends or on shutdown."""
 
-_UPSTREAM_STOP_SECONDS = 0.5
+_UPSTREAM_STOP_SECONDS = 0.25
 """How long a stopping upstream may take to end by itself once `disconnect`
 is set, before its task is cancelled."""
 
@@ -75,10 +75,17 @@ class BroadcasterStats:
 class MjpegBroadcaster:
     """Share one upstream byte stream among many subscriber queues."""
 
-    def __init__(self, key: str, factory: Factory) -> None:
-        """Create an idle broadcaster; the upstream opens on first subscribe."""
+    def __init__(
+        self, key: str, factory: Factory, *, grace_seconds: float | None = None
+    ) -> None:
+        """Create an idle broadcaster; the upstream opens on first subscribe.
+
+        `grace_seconds` overrides the module's `_GRACE_SECONDS` for this
+        instance (a caller that keeps its own hold on the upstream passes 0).
+        """
         self.key = key
         self._factory = factory
+        self._grace_seconds = grace_seconds
         self._lock = asyncio.Lock()
         self._subscribers: list[asyncio.Queue[bytes]] = []
         self._stopped = False
@@ -215,15 +222,14 @@ class MjpegBroadcaster:
 
     async def _idle_teardown(self) -> None:
         """Shut down once the grace window passes with no subscribers."""
-        await asyncio.sleep(_GRACE_SECONDS)
+        grace = _GRACE_SECONDS if self._grace_seconds is None else self._grace_seconds
+        await asyncio.sleep(grace)
         async with self._lock:
             # subscribe() and force_shutdown() cancel this task, so this is a
             # guard against future changes rather than a reachable path.
             if self._subscribers or self._stopped:  # pragma: no cover
                 return
-            _LOGGER.debug(
-                "%s: no subscribers for %ss, closing", self.key, _GRACE_SECONDS
-            )
+            _LOGGER.debug("%s: no subscribers for %ss, closing", self.key, grace)
             self._mark_stopped(flush=True)
         await self._close_upstream()
 
@@ -319,7 +325,9 @@ _BROADCASTERS: dict[str, MjpegBroadcaster] = {}
 _REGISTRY_LOCK = asyncio.Lock()
 
 
-async def get_or_create_broadcaster(key: str, factory: Factory) -> MjpegBroadcaster:
+async def get_or_create_broadcaster(
+    key: str, factory: Factory, *, grace_seconds: float | None = None
+) -> MjpegBroadcaster:
     """Return the live broadcaster for `key`, replacing a stopped one.
 
     A replacement remembers the stopped instance and will not open its own
@@ -329,7 +337,7 @@ async def get_or_create_broadcaster(key: str, factory: Factory) -> MjpegBroadcas
         current = _BROADCASTERS.get(key)
         if current is not None and not current.stopped:
             return current
-        fresh = MjpegBroadcaster(key, factory)
+        fresh = MjpegBroadcaster(key, factory, grace_seconds=grace_seconds)
         fresh._predecessor = current  # noqa: SLF001 - same module
         _BROADCASTERS[key] = fresh
     return fresh

@@ -1,0 +1,44 @@
+"""Base entity: every PrintCam entity sits on the printer's device."""
+
+from __future__ import annotations
+
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import Entity
+import yarl
+
+from .const import CONF_KIND, CONF_URL, DOMAIN, KIND_MJPEG
+from .data import PrintCamConfigEntry
+
+MODELS = {KIND_MJPEG: "MJPEG camera"}
+
+
+def device_id_for(entry: PrintCamConfigEntry) -> str:
+    """Return the printer's identity: the entry's unique id when it has one."""
+    return entry.unique_id or entry.entry_id
+
+
+def device_info_for(entry: PrintCamConfigEntry) -> DeviceInfo:
+    """Describe the printer's device (no credentials in the URL shown)."""
+    info = DeviceInfo(
+        identifiers={(DOMAIN, device_id_for(entry))},
+        name=entry.title,
+        manufacturer="PrintCam",
+        model=MODELS.get(entry.data.get(CONF_KIND, ""), "Printer camera"),
+    )
+    if url := entry.data.get(CONF_URL):
+        origin = yarl.URL(url).with_user(None).origin()
+        info["configuration_url"] = str(origin)
+    return info
+
+
+class PrintCamEntity(Entity):
+    """An entity of one printer's camera stream."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, entry: PrintCamConfigEntry, key: str) -> None:
+        """Attach the entity to the printer's device; `key` names its role."""
+        self.entry = entry
+        self.shared_stream = entry.runtime_data.stream
+        self._attr_device_info = device_info_for(entry)
+        self._attr_unique_id = f"{device_id_for(entry)}_{key}"

@@ -1,0 +1,243 @@
+"""What every printer camera source shares: errors, events, backoff, the loop.
+
+A source turns one printer connection into an async iterator of raw JPEG
+frames. `FrameSource.frames()` reconnects by itself with exponential backoff
+and jitter while frames are wanted, and tells a `SourceEvents` listener what
+happens so the Stream can publish state. No Home Assistant imports.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+import asyncio
+import contextlib
+from dataclasses import dataclass
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+_LOGGER = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 1.0
+BACKOFF_CAP = 30.0
+BACKOFF_RESET_AFTER = 60.0
+"""A connection that delivered frames for this long resets the backoff."""
+
+
+class SourceError(Exception):
+    """A camera source failed. `reason` is a stable, translatable key."""
+
+    reason = "cannot_connect"
+
+
+class CannotConnect(SourceError):
+    """The printer could not be reached or hung up."""
+
+    reason = "cannot_connect"
+
+
+class InvalidAuth(SourceError):
+    """The printer refused the credentials (HTTP 401/403, wrong access code)."""
+
+    reason = "invalid_auth"
+
+
+class NotMjpeg(SourceError):
+    """The URL answers, but not with an MJPEG stream or a JPEG."""
+
+    reason = "not_mjpeg"
+
+
+class SourceTimeout(SourceError):
+    """The printer did not answer or send a frame in time."""
+
+    reason = "timeout"
+
+
+class ProtocolError(SourceError):
+    """The printer sent data that breaks its protocol."""
+
+    reason = "protocol_error"
+
+
+class SourceEvents:
+    """Listener for what a source does; every method is a no-op by default.
+
+    Methods are called from the event loop and must not block.
+    """
+
+    def on_connecting(self, attempt: int) -> None:
+        """Call before a connection attempt (1 for the first one)."""
+
+    def on_connected(self) -> None:
+        """Call once the printer accepted the connection and auth."""
+
+    def on_frame_dropped(self, count: int, reason: str) -> None:
+        """Call when bad frames or parts were dropped."""
+
+    def on_disconnected(
+        self, error: SourceError | None, retry_in: float | None
+    ) -> None:
+        """Call when a connection ended; `retry_in` is None when giving up."""
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """Counters a source keeps across connections."""
+
+    connects: int = 0
+    """Successful connections."""
+    attempts: int = 0
+    """Connection attempts, successful or not."""
+    frames: int = 0
+    """Frames delivered."""
+    dropped: int = 0
+    """Frames or parts dropped as bad (oversize, not JPEG, broken)."""
+    last_error: str | None = None
+    """The last error's reason and message, without secrets."""
+
+
+class Backoff:
+    """Exponential backoff with jitter: 1 s doubling to a 30 s cap.
+
+    `reset_if_stable()` resets it after a connection that lasted long enough.
+    """
+
+    def __init__(
+        self,
+        initial: float = BACKOFF_INITIAL,
+        cap: float = BACKOFF_CAP,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Start at `initial` seconds."""
+        self.initial = initial
+        self.cap = cap
+        self._next = initial
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+
+    def next_delay(self) -> float:
+        """Return the next delay (with up to 20% jitter) and double the base."""
+        base = self._next
+        self._next = min(self.cap, self._next * 2)
+        return min(self.cap, base * (1 + self._rng.uniform(0, 0.2)))
+
+    def reset(self) -> None:
+        """Start again from the initial delay."""
+        self._next = self.initial
+
+    def reset_if_stable(self, connected_for: float) -> None:
+        """Reset after a connection that delivered frames for a good minute."""
+        if connected_for >= BACKOFF_RESET_AFTER:
+            self.reset()
+
+
+class FrameSource(ABC):
+    """One printer camera: a reconnecting iterator of JPEG frames."""
+
+    family: str = "unknown"
+    """Printer family, for diagnostics ("mjpeg", "bambu", ...)."""
+
+    def __init__(self, events: SourceEvents | None = None) -> None:
+        """Set up counters and the event listener."""
+        self.events = events or SourceEvents()
+        self.stats = SourceStats()
+        self.backoff = Backoff()
+        self._connected_at: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Return True while a connection is established."""
+        return self._connected_at is not None
+
+    def _mark_connected(self) -> None:
+        """Record that the printer accepted a connection (called by `connect`)."""
+        if self._connected_at is None:
+            self._connected_at = time.monotonic()
+            self.stats.connects += 1
+            self.events.on_connected()
+
+    @property
+    @abstractmethod
+    def host(self) -> str:
+        """Return the printer's host (no credentials), for diagnostics."""
+
+    @abstractmethod
+    def connect(self) -> AsyncGenerator[bytes]:
+        """Open one connection and yield its frames until it ends.
+
+        Calls `_mark_connected()` once the printer accepted the connection
+        (HTTP headers read, TLS and auth done). Raises a `SourceError`
+        subclass on failure. Closing the iterator (aclose or cancellation)
+        must close the connection before returning.
+        """
+
+    async def fetch_frame(self, timeout: float) -> bytes:  # noqa: ASYNC109
+        """Open one connection, return its first frame, close it.
+
+        Used to validate a configuration and to probe at startup. Raises
+        `SourceTimeout` when no frame arrives within `timeout` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                async with contextlib.aclosing(self.connect()) as frames:
+                    async for frame in frames:
+                        return frame
+        except TimeoutError as err:
+            raise SourceTimeout(f"no frame within {timeout:g} s") from err
+        finally:
+            self._connected_at = None
+        raise CannotConnect("the camera closed the connection before a frame")
+
+    def _note_error(self, err: SourceError) -> None:
+        self.stats.last_error = f"{err.reason}: {err}"
+
+    async def frames(self, disconnect: asyncio.Event) -> AsyncGenerator[bytes]:
+        """Yield frames, reconnecting with backoff, until `disconnect` is set.
+
+        `InvalidAuth` is raised out (retrying cannot fix credentials); every
+        other error is reported and retried. The previous connection is
+        always fully closed before the next one opens.
+        """
+        attempt = 0
+        while not disconnect.is_set():
+            attempt += 1
+            self.stats.attempts += 1
+            self.events.on_connecting(attempt)
+            error: SourceError | None = None
+            connected_for: float | None = None
+            try:
+                async with contextlib.aclosing(self.connect()) as frames:
+                    async for frame in frames:
+                        self.stats.frames += 1
+                        yield frame
+                        if disconnect.is_set():
+                            return
+            except InvalidAuth as err:
+                self._note_error(err)
+                self.events.on_disconnected(err, None)
+                raise
+            except SourceError as err:
+                self._note_error(err)
+                error = err
+            finally:
+                if self._connected_at is not None:
+                    connected_for = time.monotonic() - self._connected_at
+                    self._connected_at = None
+            if disconnect.is_set():
+                return
+            if connected_for is not None:
+                attempt = 0
+                self.backoff.reset_if_stable(connected_for)
+            if error is None:
+                error = CannotConnect("the camera ended the stream")
+                self._note_error(error)
+            delay = self.backoff.next_delay()
+            self.events.on_disconnected(error, delay)
+            _LOGGER.debug("%s: %s; retrying in %.1fs", self.host, error.reason, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await disconnect.wait()

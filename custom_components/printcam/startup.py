@@ -1,0 +1,225 @@
+"""Staged setup of a PrintCam entry, with an undo for every stage.
+
+`async_setup_entry` runs the stages in order. When one fails, every stage
+already done is undone in reverse order and the failure becomes the Home
+Assistant exception that makes the right thing happen: `ConfigEntryAuthFailed`
+(a reauth flow), `ConfigEntryNotReady` (printer off or unreachable: Home
+Assistant retries) or `ConfigEntryError` (the configuration itself is wrong).
+Unloading runs the same undos, so rollback and unload cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+import logging
+from typing import TYPE_CHECKING
+
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+    HomeAssistantError,
+)
+
+from .connection import InvalidConfig, create_source, still_fetcher, validate_data
+from .const import DOMAIN, PROBE_TIMEOUT
+from .data import PrintCamData
+from .sources import InvalidAuth, NotMjpeg, SourceError, SourceTimeout
+from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
+
+if TYPE_CHECKING:
+    from .data import PrintCamConfigEntry
+    from .sources import FrameSource
+
+_LOGGER = logging.getLogger(__name__)
+
+PLATFORMS: list[Platform] = [Platform.CAMERA]
+
+
+@dataclass(slots=True)
+class SetupContext:
+    """What the stages build, and what has to be undone."""
+
+    hass: HomeAssistant
+    entry: PrintCamConfigEntry
+    source: FrameSource | None = None
+    stream: PrintCamStream | None = None
+    done: list[Stage] = field(default_factory=list)
+    cleanups: list[CALLBACK_TYPE] = field(default_factory=list)
+
+
+type StageFn = Callable[[SetupContext], Awaitable[None]]
+type UndoFn = Callable[[SetupContext], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One named step of setup; `undo` returns False if it could not undo.
+
+    With `undo_partial`, the undo also runs when the stage itself failed
+    halfway (it copes with whatever the stage had built).
+    """
+
+    name: str
+    run: StageFn
+    undo: UndoFn | None = None
+    undo_partial: bool = False
+
+
+# --- the stages ------------------------------------------------------------------
+
+
+async def _validate(ctx: SetupContext) -> None:
+    """Check (and in future versions migrate) the entry's data."""
+    validate_data(ctx.entry.data)
+
+
+async def _build_source(ctx: SetupContext) -> None:
+    """Create the printer family's source on Home Assistant's session."""
+    ctx.source = create_source(ctx.hass, ctx.entry.data)
+
+
+async def _probe(ctx: SetupContext) -> None:
+    """Fetch one frame with a short timeout to see the camera is there."""
+    assert ctx.source is not None  # noqa: S101 - the previous stage set it
+    await ctx.source.fetch_frame(PROBE_TIMEOUT)
+
+
+async def _register_stream(ctx: SetupContext) -> None:
+    """Create the shared stream and hook it into Home Assistant."""
+    hass, entry, source = ctx.hass, ctx.entry, ctx.source
+    assert source is not None  # noqa: S101 - the build stage set it
+    stream = PrintCamStream(
+        entry.entry_id,
+        source,
+        StreamOptions.from_mapping(entry.options),
+        still_fetcher=still_fetcher(source, entry.data),
+    )
+    ctx.stream = stream
+    entry.runtime_data = PrintCamData(source=source, stream=stream, context=ctx)
+
+    @callback
+    def _on_snapshot(snapshot: StreamSnapshot) -> None:
+        if snapshot.state is StreamState.AUTH_FAILED:
+            # The printer refused the credentials while streaming.
+            entry.async_start_reauth(hass)
+
+    ctx.cleanups.append(stream.add_listener(_on_snapshot))
+    stopped = False
+
+    async def _on_stop(_event: Event) -> None:
+        nonlocal stopped
+        stopped = True
+        await stream.async_close()
+
+    remove_stop = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
+
+    @callback
+    def _remove_stop() -> None:
+        if not stopped:  # a fired once-listener is already gone
+            remove_stop()
+
+    ctx.cleanups.append(_remove_stop)
+
+    async def _on_update(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+        stream.apply_options(StreamOptions.from_mapping(entry.options))
+
+    ctx.cleanups.append(entry.add_update_listener(_on_update))
+    await stream.async_keep_warm_start()
+
+
+async def _close_stream(ctx: SetupContext) -> bool:
+    """Close every viewer, the upstream and the tasks; drop the listeners."""
+    while ctx.cleanups:
+        ctx.cleanups.pop()()
+    if ctx.stream is not None:
+        await ctx.stream.async_close()
+    return True
+
+
+async def _forward_platforms(ctx: SetupContext) -> None:
+    """Set up the entity platforms."""
+    await ctx.hass.config_entries.async_forward_entry_setups(ctx.entry, PLATFORMS)
+
+
+async def _unload_platforms(ctx: SetupContext) -> bool:
+    """Unload the entity platforms."""
+    return await ctx.hass.config_entries.async_unload_platforms(ctx.entry, PLATFORMS)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("validate", _validate),
+    Stage("build_source", _build_source),
+    Stage("probe", _probe),
+    Stage("register_stream", _register_stream, _close_stream, undo_partial=True),
+    Stage("forward_platforms", _forward_platforms, _unload_platforms),
+)
+
+
+# --- running and undoing ---------------------------------------------------------
+
+
+def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError:
+    """Translate a stage's failure into the Home Assistant exception for it."""
+    placeholders = {
+        "name": ctx.entry.title,
+        "host": ctx.source.host if ctx.source is not None else "",
+        "error": str(err),
+    }
+    cls: type[HomeAssistantError]
+    if isinstance(err, InvalidConfig):
+        cls, key = ConfigEntryError, "invalid_config"
+    elif isinstance(err, InvalidAuth):
+        cls, key = ConfigEntryAuthFailed, "invalid_auth"
+    elif isinstance(err, NotMjpeg):
+        cls, key = ConfigEntryError, "not_mjpeg"
+    else:  # printer off, unreachable or too slow: Home Assistant retries
+        cls = ConfigEntryNotReady
+        key = "timeout" if isinstance(err, SourceTimeout) else "cannot_connect"
+    return cls(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders=placeholders,
+    )
+
+
+async def _unwind(ctx: SetupContext) -> bool:
+    """Undo done stages in reverse order; stop at one that cannot undo."""
+    while ctx.done:
+        stage = ctx.done[-1]
+        if stage.undo is not None:
+            try:
+                if not await stage.undo(ctx):
+                    return False
+            except Exception:
+                _LOGGER.exception(
+                    "%s: undoing stage %s failed", ctx.entry.title, stage.name
+                )
+        ctx.done.pop()
+    return True
+
+
+async def async_setup(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+    """Run every stage; on failure undo the done ones and raise."""
+    ctx = SetupContext(hass, entry)
+    try:
+        for stage in STAGES:
+            _LOGGER.debug("%s: setup stage %s", entry.title, stage.name)
+            if stage.undo_partial:
+                ctx.done.append(stage)
+            await stage.run(ctx)
+            if not stage.undo_partial:
+                ctx.done.append(stage)
+    except BaseException as err:
+        await _unwind(ctx)
+        if isinstance(err, InvalidConfig | SourceError):
+            raise _config_entry_error(err, ctx) from err
+        raise
+
+
+async def async_unload(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
+    """Undo every stage of a loaded entry."""
+    return await _unwind(entry.runtime_data.context)
