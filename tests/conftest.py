@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import aiohttp
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.printcam import fanout
+from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.mjpeg import MjpegParser
+from printer_sim.mjpeg_server import MjpegPrinter
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +25,76 @@ async def _no_broadcaster_left() -> AsyncIterator[None]:
     leftover = [bc for bc in fanout._BROADCASTERS.values() if not bc.stopped]
     await fanout.shutdown_all_broadcasters()
     assert not leftover, f"test left live broadcasters: {leftover}"
+
+
+@pytest.fixture(autouse=True)
+def _custom_integrations(request: pytest.FixtureRequest) -> None:
+    """Let Home Assistant load custom_components/printcam in tests using hass."""
+    if "hass" in request.fixturenames:
+        request.getfixturevalue("enable_custom_integrations")
+
+
+@pytest.fixture
+async def printer(socket_enabled: None) -> AsyncIterator[MjpegPrinter]:
+    """A fake MJPEG printer camera on 127.0.0.1 (20 fps)."""
+    fake = MjpegPrinter(fps=20.0)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def make_entry(
+    url: str, *, options: dict[str, Any] | None = None, **data: Any
+) -> MockConfigEntry:
+    """Return an MJPEG entry with the minimal contract data plus extras."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Printer",
+        data={"kind": "mjpeg", "url": url, **data},
+        options=options or {},
+        unique_id=url,
+    )
+
+
+async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    """Add and set up an entry, waiting until Home Assistant is idle."""
+    await async_setup_component(hass, "http", {})
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until `predicate()` is true, failing after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+class Viewer:
+    """An HTTP client reading an MJPEG response into frames."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.parser = MjpegParser()
+        self.frames: list[bytes] = []
+        self.ended = False
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for chunk in self.response.content.iter_any():
+                self.frames.extend(self.parser.feed(chunk))
+        except (aiohttp.ClientError, asyncio.CancelledError):
+            pass
+        self.ended = True
+
+    async def wait_frames(self, count: int, timeout: float = 5.0) -> None:
+        await until(lambda: len(self.frames) >= count or self.ended, timeout)
+        assert len(self.frames) >= count, f"got {len(self.frames)} frames"
+
+    async def close(self) -> None:
+        self.response.close()
+        self._task.cancel()
+        await asyncio.wait({self._task})

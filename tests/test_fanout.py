@@ -309,7 +309,7 @@ async def test_7_iter_subscriber_ends_on_sentinel() -> None:
     queue = await bc.subscribe()
     reader = asyncio.create_task(collect(bc, queue))
     up.feed.put_nowait(b"one")
-    await until(lambda: bc.stats.chunks_in == 1)
+    await until(lambda: bc.stats.chunks_in == 1 and queue.empty())
     await bc.force_shutdown()
     assert await asyncio.wait_for(reader, WAIT) == [b"one"]
     assert bc.subscriber_count == 0
