@@ -9,18 +9,18 @@ from __future__ import annotations
 from homeassistant.core import HomeAssistant
 
 from .data import PrintCamConfigEntry
-from .startup import async_setup, async_unload
+from .startup import async_setup_staged, async_unload_staged
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
     """Set up a printer's camera from a config entry."""
-    await async_setup(hass, entry)
+    await async_setup_staged(hass, entry)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
     """Unload a printer's camera: viewers, upstream and tasks are closed."""
-    return await async_unload(hass, entry)
+    return await async_unload_staged(hass, entry)
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:

@@ -32,6 +32,7 @@ from .const import (
     CONF_MAX_FPS,
     CONF_NAME,
     CONF_PASSWORD,
+    CONF_STALL_S,
     CONF_STILL_HOLD_S,
     CONF_STILL_URL,
     CONF_URL,
@@ -39,6 +40,7 @@ from .const import (
     CONF_VERIFY_SSL,
     DEFAULT_IDLE_GRACE_S,
     DEFAULT_MAX_FPS,
+    DEFAULT_STALL_S,
     DEFAULT_STILL_HOLD_S,
     DEFAULT_VERIFY_SSL,
     DOMAIN,
@@ -95,6 +97,16 @@ OPTIONS_SCHEMA = vol.Schema(
         ),
         vol.Required(CONF_IDLE_GRACE_S, default=DEFAULT_IDLE_GRACE_S): _seconds(600),
         vol.Required(CONF_STILL_HOLD_S, default=DEFAULT_STILL_HOLD_S): _seconds(3600),
+        # At least 1 s: below that a camera's normal jitter reads as stalls.
+        vol.Required(CONF_STALL_S, default=DEFAULT_STALL_S): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=600,
+                step=1,
+                unit_of_measurement="s",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
     }
 )
 
@@ -108,12 +120,15 @@ def normalize_url(url: str) -> str:
     Credentials, fragment and a default port are dropped; scheme and host
     are lowercased; an empty path becomes "/".
     """
-    parsed = yarl.URL(url.strip()).with_user(None).with_fragment(None)
-    if parsed.explicit_port == _DEFAULT_PORTS.get(parsed.scheme.lower()):
-        parsed = parsed.with_port(None)
-    if not parsed.path:
-        parsed = parsed.with_path("/")
-    return str(parsed.with_scheme(parsed.scheme.lower()))
+    parsed = yarl.URL(url.strip())
+    scheme = parsed.scheme.lower()
+    netloc = (parsed.host or "").lower()
+    if ":" in netloc:  # IPv6 literal
+        netloc = f"[{netloc}]"
+    if parsed.explicit_port not in (None, _DEFAULT_PORTS.get(scheme)):
+        netloc += f":{parsed.explicit_port}"
+    query = f"?{parsed.raw_query_string}" if parsed.raw_query_string else ""
+    return f"{scheme}://{netloc}{parsed.raw_path or '/'}{query}"
 
 
 def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from homeassistant.exceptions import (
 
 from .connection import InvalidConfig, create_source, still_fetcher, validate_data
 from .const import DOMAIN, PROBE_TIMEOUT
+from .coordinator import PrintCamCoordinator
 from .data import PrintCamData
 from .sources import InvalidAuth, NotMjpeg, SourceError, SourceTimeout
 from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
@@ -36,7 +37,14 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-PLATFORMS: list[Platform] = [Platform.CAMERA]
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.BUTTON,
+    Platform.CAMERA,
+    Platform.EVENT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
 
 
 @dataclass(slots=True)
@@ -140,6 +148,22 @@ async def _close_stream(ctx: SetupContext) -> bool:
     return True
 
 
+async def _start_coordinator(ctx: SetupContext) -> None:
+    """Create the coordinator and let it follow the stream."""
+    assert ctx.stream is not None  # noqa: S101 - the register stage set it
+    coordinator = PrintCamCoordinator(ctx.hass, ctx.entry, ctx.stream)
+    ctx.entry.runtime_data.coordinator = coordinator
+    coordinator.async_start()
+
+
+async def _stop_coordinator(ctx: SetupContext) -> bool:
+    """Stop following the stream; cancel its pending publish."""
+    coordinator = getattr(ctx.entry.runtime_data, "coordinator", None)
+    if coordinator is not None:
+        await coordinator.async_shutdown()
+    return True
+
+
 async def _forward_platforms(ctx: SetupContext) -> None:
     """Set up the entity platforms."""
     await ctx.hass.config_entries.async_forward_entry_setups(ctx.entry, PLATFORMS)
@@ -155,7 +179,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("build_source", _build_source),
     Stage("probe", _probe),
     Stage("register_stream", _register_stream, _close_stream, undo_partial=True),
-    Stage("forward_platforms", _forward_platforms, _unload_platforms),
+    Stage("coordinator", _start_coordinator, _stop_coordinator, undo_partial=True),
+    Stage(
+        "forward_platforms", _forward_platforms, _unload_platforms, undo_partial=True
+    ),
 )
 
 
@@ -202,7 +229,7 @@ async def _unwind(ctx: SetupContext) -> bool:
     return True
 
 
-async def async_setup(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+async def async_setup_staged(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
     """Run every stage; on failure undo the done ones and raise."""
     ctx = SetupContext(hass, entry)
     try:
@@ -220,6 +247,6 @@ async def async_setup(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
         raise
 
 
-async def async_unload(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
+async def async_unload_staged(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
     """Undo every stage of a loaded entry."""
     return await _unwind(entry.runtime_data.context)

@@ -166,7 +166,8 @@ class PrintCamStream(SourceEvents):
         self._last_fanout_mono = -math.inf
         # Who keeps the upstream open.
         self._viewer_tasks: set[asyncio.Task[Any]] = set()
-        self._hold_until = 0.0
+        self._holds: dict[str, float] = {}
+        """Why the upstream is held open: reason -> monotonic deadline."""
         self._hold_wake = asyncio.Event()
         self._hold_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -412,22 +413,34 @@ class PrintCamStream(SourceEvents):
             self._viewer_tasks.discard(task)
             self._publish(viewers=len(self._viewer_tasks))
             if not self._viewer_tasks and not self._closed:
-                self._extend_hold(self.options.idle_grace_s)
+                self._hold_for("grace", self.options.idle_grace_s)
 
     # --- the hold ------------------------------------------------------------------------
 
-    def _extend_hold(self, seconds: float) -> None:
-        """Keep the upstream open for at least `seconds` from now."""
+    @property
+    def _hold_until(self) -> float:
+        """Return when the hold ends (monotonic; inf while kept warm)."""
+        if self._closed:
+            return 0.0
+        if self.options.keep_warm:
+            return math.inf
+        return max(self._holds.values(), default=0.0)
+
+    def _hold_for(self, reason: str, seconds: float) -> None:
+        """Hold the upstream open `seconds` from now for `reason`.
+
+        Replaces that reason's earlier deadline (it may get shorter); the
+        upstream stays open until the latest deadline of all reasons.
+        """
         if self._closed:
             return
-        if self.options.keep_warm:
-            seconds = math.inf
-        if seconds <= 0:
+        self._holds[reason] = time.monotonic() + seconds
+        self._hold_wake.set()
+        self._ensure_hold_task()
+
+    def _ensure_hold_task(self) -> None:
+        if self._hold_until <= time.monotonic():
             return
-        until = time.monotonic() + seconds
-        if until > self._hold_until:
-            self._hold_until = until
-            self._hold_wake.set()
         if self._hold_task is None or self._hold_task.done():
             self._hold_task = asyncio.get_running_loop().create_task(
                 self._hold(), name=f"printcam hold {self.key}"
@@ -470,17 +483,15 @@ class PrintCamStream(SourceEvents):
         """Apply new options live (no reconnect needed)."""
         was_warm = self.options.keep_warm
         self.options = options
-        if options.keep_warm and not was_warm:
-            self._extend_hold(math.inf)
-        elif was_warm and not options.keep_warm:
+        if was_warm and not options.keep_warm:
             # Fall back to the grace window from now.
-            self._hold_until = time.monotonic() + options.idle_grace_s
-            self._hold_wake.set()
+            self._hold_for("grace", options.idle_grace_s)
+        elif options.keep_warm and not was_warm:
+            self._ensure_hold_task()
 
     async def async_keep_warm_start(self) -> None:
         """Open the upstream now if keep-warm is on (at setup)."""
-        if self.options.keep_warm:
-            self._extend_hold(math.inf)
+        self._ensure_hold_task()
 
     # --- stills ----------------------------------------------------------------------------
 
@@ -502,7 +513,7 @@ class PrintCamStream(SourceEvents):
         if self._closed:
             return None
         if self._latest_is_fresh():
-            self._extend_hold(self.options.still_hold_s)
+            self._hold_for("still", self.options.still_hold_s)
             return self.latest_jpeg
         if self._still_fetcher is not None and not self.running:
             try:
@@ -514,19 +525,20 @@ class PrintCamStream(SourceEvents):
         if self._next_frame is None or self._next_frame.done():
             self._next_frame = asyncio.get_running_loop().create_future()
         waiter = self._next_frame
-        self._extend_hold(max(self.options.still_hold_s, timeout))
+        # Keep the upstream open at least while this still waits.
+        self._hold_for("still", max(self.options.still_hold_s, timeout))
         try:
             async with asyncio.timeout(timeout):
                 jpeg = await asyncio.shield(waiter)
         except TimeoutError:
             return self.latest_jpeg
         # Restart the hold clock from the moment the still was delivered.
-        self._extend_hold(self.options.still_hold_s)
+        self._hold_for("still", self.options.still_hold_s)
         return jpeg
 
     async def async_stop_upstream(self) -> None:
         """Close the upstream now (viewers end); the next one reopens it."""
-        self._hold_until = 0.0
+        self._holds.clear()
         self._hold_wake.set()
         await fanout.shutdown_broadcaster(self.key)
 
@@ -535,7 +547,6 @@ class PrintCamStream(SourceEvents):
     async def async_close(self) -> None:
         """Close every viewer, the hold and the upstream (idempotent)."""
         self._closed = True
-        self._hold_until = 0.0
         self._hold_wake.set()
         if self._next_frame is not None and not self._next_frame.done():
             self._next_frame.cancel()
