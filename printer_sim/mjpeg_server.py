@@ -1,0 +1,1044 @@
+"""A fake printer camera: a real MJPEG-over-HTTP server on 127.0.0.1.
+
+`MjpegPrinter` serves ``/stream`` (``multipart/x-mixed-replace``),
+``/snapshot`` (one JPEG) and ``/status`` (JSON counters) and reproduces the
+quirks of real printer cameras listed in docs/printers.md, one *mode* each
+(modes combine with ``+``, e.g. ``"lf_only+no_content_length"``):
+
+================== ==========================================================
+mode               what the stream does
+================== ==========================================================
+good               CRLF, ``--frame`` delimiters, Content-Type and
+                   Content-Length per part, ``boundary=frame`` (HTTP/1.1
+                   chunked, aiohttp's default for a body without length)
+chunked            same bytes as ``good`` (named for tests that mean it)
+no_dashes_in_header / space
+                   same as ``good``: ``multipart/x-mixed-replace; boundary=frame``
+dashes_in_header   ``boundary=--frame`` in the header, ``--frame`` delimiters
+quoted_boundary    ``boundary="frame"``
+no_space           ``multipart/x-mixed-replace;boundary=frame``
+no_boundary        ``multipart/x-mixed-replace`` without a boundary parameter
+wrong_content_type a multipart body sent as ``text/plain``
+lf_only            LF line ends inside the body
+no_content_length  parts without Content-Length
+header_case        ``Multipart/X-Mixed-Replace; BOUNDARY=frame``, part
+                   headers ``CONTENT-TYPE`` / ``content-length``
+preamble           blank lines and preamble text before the first delimiter
+extra_headers      an ``X-Timestamp`` header in every part
+http10_close       HTTP/1.0 response, no chunking, no Content-Length: the
+                   body ends when the connection closes
+text_error_part    a ``text/plain`` part before every second JPEG part
+garbage            random bytes between parts
+slow               1 frame per second (whatever ``fps`` says)
+drop_after:N       hang up after N frames on each stream
+one_client         a second concurrent stream gets 503 (``max_clients=1``)
+status_401/403/500 that status for ``/stream`` and ``/snapshot``
+not_mjpeg          a ``text/html`` page
+single_jpeg        ``/stream`` answers one ``image/jpeg`` body
+================== ==========================================================
+
+Authentication (``username``/``password``): ``auth="basic"`` or
+``auth="digest"`` (RFC 7616, ``qop=auth`` and MD5 by default, or
+``digest_qop=None`` / ``digest_algorithm="SHA-256"``), with real challenges,
+nonce bookkeeping (``nc`` must grow: replays fail) and `expire_nonces()` to
+make the next request meet ``stale=true``.
+
+Connections are counted at the TCP level by wrapping the protocol factory
+given to ``loop.create_server``: a client that connects and hangs up without
+sending a request is counted too. A connection stops being *open* as soon as
+either side hangs up (the client's FIN or the server's close);
+`close()` waits until every accepted connection is fully closed.
+
+Every frame sent is recorded in send order (`frames_sent`) and per
+connection (`ConnectionRecord.frames`), so a test can compare the bytes a
+client received with exactly what this connection carried
+(``record_frames=False`` keeps only `frames_count`, for long demo runs).
+``ssl_context`` (e.g. `self_signed_ssl_context()`) serves HTTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Sequence
+import contextlib
+from dataclasses import dataclass, field
+import hashlib
+import json
+import logging
+from pathlib import Path
+import random
+import secrets
+import ssl
+import tempfile
+from typing import TYPE_CHECKING, Any, Final, Self, cast
+
+from aiohttp import web
+
+from .jpeg import numbered_jpeg
+
+if TYPE_CHECKING:
+    from aiohttp.abc import AbstractStreamWriter
+    from aiohttp.web_protocol import RequestHandler
+
+__all__ = [
+    "MODES",
+    "ConnectionRecord",
+    "MjpegPrinter",
+    "RequestRecord",
+    "self_signed_ssl_context",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+MODES: Final = frozenset(
+    {
+        "good",
+        "chunked",
+        "space",
+        "no_dashes_in_header",
+        "dashes_in_header",
+        "quoted_boundary",
+        "no_space",
+        "no_boundary",
+        "wrong_content_type",
+        "lf_only",
+        "no_content_length",
+        "header_case",
+        "preamble",
+        "extra_headers",
+        "http10_close",
+        "text_error_part",
+        "garbage",
+        "slow",
+        "drop_after",
+        "one_client",
+        "status_401",
+        "status_403",
+        "status_500",
+        "not_mjpeg",
+        "single_jpeg",
+    }
+)
+"""Every mode name (``drop_after`` is written ``drop_after:N``)."""
+
+PREAMBLE: Final = b"\r\n\r\nThis is the preamble of a multipart body.\r\n\r\n"
+TEXT_ERROR_PART: Final = b"camera error!"
+HTML_PAGE: Final = (
+    b"<!DOCTYPE html><html><head><title>Printer</title></head>"
+    b"<body><h1>Printer web interface</h1></body></html>\n"
+)
+SLOW_FPS: Final = 1.0
+CLOSE_TIMEOUT: Final = 5.0
+"""How long `close()` waits for the connections to close."""
+_ABORT_AFTER: Final = 1.0
+"""In `close()`: abort connections that a graceful close did not end by then."""
+
+_HASHES: Final[dict[str, Callable[[bytes], Any]]] = {
+    "MD5": lambda data: hashlib.md5(data, usedforsecurity=False),
+    "SHA-256": hashlib.sha256,
+}
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One HTTP request the printer received."""
+
+    connection: int
+    """`ConnectionRecord.index` of the connection that carried it."""
+    method: str
+    path: str
+    """The raw request target (path and query)."""
+    headers: dict[str, str]
+    status: int | None = None
+    """The status answered (None while a stream is still running)."""
+
+
+@dataclass(slots=True)
+class ConnectionRecord:
+    """One TCP connection the printer accepted."""
+
+    index: int
+    """1 for the first connection the printer ever accepted."""
+    peer: str = ""
+    open: bool = True
+    """False once either side hung up."""
+    closed: bool = False
+    """True once the socket is fully closed (``connection_lost``)."""
+    hung_up_by: str | None = None
+    """``"client"`` or ``"server"``: who ended the connection first."""
+    requests: list[RequestRecord] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list, repr=False)
+    """Stream frames written on this connection, in order."""
+    stills: list[bytes] = field(default_factory=list, repr=False)
+    """Snapshot JPEGs written on this connection."""
+    transport: asyncio.Transport | None = field(default=None, repr=False)
+
+
+class _CountingProtocol(asyncio.Protocol):
+    """Wraps aiohttp's protocol to see a connection's whole TCP life.
+
+    With TLS it sits under the TLS layer too: the listening socket is plain
+    TCP and `loop.start_tls` runs the handshake on the counted connection.
+    (``create_server(ssl=...)`` would only create this protocol after a
+    successful handshake and never tell it about a failed one, so such a
+    connection would look open forever.)
+    """
+
+    def __init__(
+        self,
+        record: ConnectionRecord,
+        inner: RequestHandler,
+        tracker: _Tracker,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._record = record
+        self._inner = inner
+        self._tracker = tracker
+        self._ssl_context = ssl_context
+        self._inner_made = False
+        self._tls_task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the TCP connection, then start TLS or aiohttp."""
+        tcp = cast("asyncio.Transport", transport)
+        self._tracker.made(self._record, tcp)
+        if self._ssl_context is None:
+            self._start_inner(tcp)
+            return
+        # No request bytes may reach aiohttp before the handshake is done.
+        tcp.pause_reading()
+        self._tls_task = asyncio.get_running_loop().create_task(
+            self._start_tls(tcp, self._ssl_context)
+        )
+
+    async def _start_tls(self, tcp: asyncio.Transport, context: ssl.SSLContext) -> None:
+        if tcp.is_closing():
+            return  # hung up before the handshake could start
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                tcp, self, context, server_side=True, ssl_handshake_timeout=10.0
+            )
+        except (OSError, RuntimeError):
+            tls = None
+        if tls is None:
+            # Failed handshake (e.g. the client distrusts the certificate):
+            # no longer open at once, closed once the socket is.
+            self._tracker.hang_up(self._record, "client")
+            tcp.close()
+            await asyncio.sleep(0)
+            self._tracker.lost(self._record)
+            return
+        self._tracker.made(self._record, tls)
+        self._start_inner(tls)
+
+    def _start_inner(self, transport: asyncio.Transport) -> None:
+        self._inner_made = True
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Forward request bytes to aiohttp."""
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        """Mark the connection no longer open: the client hung up."""
+        self._tracker.hang_up(self._record, "client")
+        if self._inner_made:
+            self._inner.eof_received()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Let aiohttp clean up (cancelling the handler), then count it closed."""
+        try:
+            if self._inner_made:
+                self._inner.connection_lost(exc)
+        finally:
+            self._tracker.lost(self._record)
+
+    def pause_writing(self) -> None:
+        """Forward flow control to aiohttp."""
+        if self._inner_made:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        """Forward flow control to aiohttp."""
+        if self._inner_made:
+            self._inner.resume_writing()
+
+
+@dataclass(slots=True, frozen=True)
+class _Tracker:
+    """The printer's connection bookkeeping callbacks, for the protocol."""
+
+    made: Callable[[ConnectionRecord, asyncio.Transport], None]
+    hang_up: Callable[[ConnectionRecord, str], None]
+    lost: Callable[[ConnectionRecord], None]
+
+
+class _DoneResponse(web.StreamResponse):
+    """Returned by a handler that already wrote (or dropped) everything itself.
+
+    aiohttp then neither writes a response nor keeps the connection alive: it
+    closes the transport, which ends an HTTP/1.0 close-delimited body.
+    """
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        """Write nothing: the handler wrote to the transport itself."""
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Write nothing."""
+
+
+class _HangUp(Exception):
+    """The stream's connection is gone or was hung up on purpose."""
+
+
+class _Flags:
+    """A parsed mode string."""
+
+    def __init__(self, mode: str) -> None:
+        names = {name.strip() for name in mode.split("+") if name.strip()}
+        self.drop_after: int | None = None
+        for name in list(names):
+            if name.startswith("drop_after:"):
+                self.drop_after = int(name.partition(":")[2])
+                names.discard(name)
+                names.add("drop_after")
+        unknown = names - MODES
+        if unknown or not names:
+            raise ValueError(f"unknown mode(s): {sorted(unknown) or mode!r}")
+        self.names = frozenset(names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+
+class MjpegPrinter:
+    """A fake MJPEG printer camera on a real socket (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        frames: Sequence[bytes] | Callable[[int], bytes] | None = None,
+        fps: float = 20.0,
+        mode: str = "good",
+        boundary: str = "frame",
+        username: str | None = None,
+        password: str | None = None,
+        auth: str = "basic",
+        digest_algorithm: str = "MD5",
+        digest_qop: str | None = "auth",
+        realm: str = "printer",
+        max_clients: int | None = None,
+        host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,
+        seed: int = 0,
+        record_frames: bool = True,
+    ) -> None:
+        """Configure the printer; nothing listens before `start()`.
+
+        ``frames`` is a sequence played in a loop, a function of the frame
+        number (0, 1, 2, ... across all connections), or None for
+        `numbered_jpeg`. ``fps`` must be positive.
+        """
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        if auth not in ("basic", "digest"):
+            raise ValueError("auth must be 'basic' or 'digest'")
+        if digest_algorithm not in _HASHES:
+            raise ValueError(f"digest_algorithm must be one of {sorted(_HASHES)}")
+        self._frames = frames
+        self.fps = fps
+        self._flags = _Flags(mode)
+        self.mode = mode
+        self.boundary = boundary
+        self.username = username
+        self.password = password
+        self.auth = auth
+        self.digest_algorithm = digest_algorithm
+        self.digest_qop = digest_qop
+        self.realm = realm
+        self.max_clients = max_clients
+        self.host = host
+        self.ssl_context = ssl_context
+        self.port = port
+        self._rng = random.Random(seed)  # noqa: S311 - garbage bytes, not crypto
+        self.record_frames = record_frames
+        """Keep every frame sent (tests); a long-running demo turns it off."""
+
+        # Counters a test reads.
+        self.connections: list[ConnectionRecord] = []
+        self.requests: list[RequestRecord] = []
+        self.total_connections = 0
+        self.max_open_connections = 0
+        self.stream_requests = 0
+        self.still_requests = 0
+        self.rejected_connections = 0
+        """Streams answered 503 because `max_clients` streams were running."""
+        self.auth_failures = 0
+        self.active_streams = 0
+        self.max_active_streams = 0
+        self.frames_sent: list[bytes] = []
+        """Every stream frame sent, in send order, over all connections."""
+        self.stills_sent: list[bytes] = []
+        self.frames_count = 0
+        """Stream frames sent (also counted when `record_frames` is off)."""
+
+        self._frame_index = 0
+        self._timestamp = 1_700_000_000.0
+        self._by_transport: dict[asyncio.Transport, ConnectionRecord] = {}
+        self._nonces: dict[str, int] = {}
+        """Valid digest nonces and the highest ``nc`` seen for each."""
+        self._stale_nonces: set[str] = set()
+        self._opaque = secrets.token_hex(8)
+        self._streams: dict[int, asyncio.Transport] = {}
+        self._running = asyncio.Event()
+        self._running.set()
+        self._closing = False
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._web_server: web.Server | None = None
+        self._listener: asyncio.Server | None = None
+        self._old_listeners: list[asyncio.Server] = []
+        self._tracker = _Tracker(
+            self._on_connection_made, self._on_hang_up, self._on_connection_lost
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start listening (on a random free port when ``port`` is 0)."""
+        if self._web_server is not None:
+            raise RuntimeError("already started")
+        # handler_cancellation: a client that hangs up cancels its handler, so
+        # a paused stream does not linger after its connection is gone.
+        self._web_server = web.Server(
+            self._handle, handler_cancellation=True, access_log=None
+        )
+        await self.accept()
+
+    async def accept(self) -> None:
+        """Listen (again, after `refuse()`) on the same port."""
+        if self._web_server is None:
+            raise RuntimeError("not started")
+        if self._listener is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self._protocol_factory,
+            self.host,
+            self.port,
+            reuse_address=True,
+        )
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    def refuse(self) -> None:
+        """Stop listening: new connections are refused, open ones stay."""
+        if self._listener is not None:
+            self._listener.close()
+            self._old_listeners.append(self._listener)
+            self._listener = None
+
+    async def close(self) -> None:
+        """Stop serving, close every connection and wait until all are closed.
+
+        Raises AssertionError (listing them) when a connection is still not
+        closed after `CLOSE_TIMEOUT` seconds.
+        """
+        self._closing = True
+        self._running.set()  # paused streams must see that we are closing
+        self.refuse()
+        # Let accept callbacks already queued create their protocols, so a
+        # connection accepted right now is counted (and closed) below.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for record in self.connections:
+            if record.transport is not None and not record.closed:
+                self._on_hang_up(record, "server")
+                record.transport.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_TIMEOUT
+        with contextlib.suppress(AssertionError):
+            await self.wait_for(_all_closed, timeout=_ABORT_AFTER)
+        # A client that stopped reading keeps a graceful close pending forever.
+        for record in self.connections:
+            if record.transport is not None and not record.closed:
+                record.transport.abort()
+        try:
+            await self.wait_for(_all_closed, timeout=max(0.0, deadline - loop.time()))
+        finally:
+            for listener in self._old_listeners:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                        await listener.wait_closed()
+            self._old_listeners.clear()
+
+    async def __aenter__(self) -> Self:
+        """Start the printer."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the printer."""
+        await self.close()
+
+    # ------------------------------------------------------------- controls
+
+    def pause(self) -> None:
+        """Stop sending frames; connections stay open."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Send frames again after `pause()`."""
+        self._running.set()
+
+    def drop_all(self) -> int:
+        """Hang up every running stream mid-stream; return how many."""
+        transports = list(self._streams.values())
+        for transport in transports:
+            transport.close()
+        return len(transports)
+
+    def set_mode(self, mode: str) -> None:
+        """Use ``mode`` for the requests that arrive from now on."""
+        self._flags = _Flags(mode)
+        self.mode = mode
+
+    def expire_nonces(self) -> None:
+        """Make every digest nonce issued so far stale."""
+        self._stale_nonces.update(self._nonces)
+        self._nonces.clear()
+
+    # ------------------------------------------------------------- queries
+
+    @property
+    def base_url(self) -> str:
+        """Return ``http://host:port`` (``https`` with an ``ssl_context``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Return the stream URL."""
+        return f"{self.base_url}/stream"
+
+    @property
+    def still_url(self) -> str:
+        """Return the snapshot URL."""
+        return f"{self.base_url}/snapshot"
+
+    @property
+    def status_url(self) -> str:
+        """Return the URL of the JSON counters."""
+        return f"{self.base_url}/status"
+
+    @property
+    def open_connections(self) -> int:
+        """Return how many connections neither side has hung up yet."""
+        return sum(1 for record in self.connections if record.open)
+
+    @property
+    def live_connections(self) -> list[ConnectionRecord]:
+        """Return the connections whose socket is not fully closed yet."""
+        return [record for record in self.connections if not record.closed]
+
+    @property
+    def paused(self) -> bool:
+        """Return True while `pause()` holds the frames back."""
+        return not self._running.is_set()
+
+    def status(self) -> dict[str, Any]:
+        """Return the counters (what ``/status`` serves)."""
+        return {
+            "mode": self.mode,
+            "total_connections": self.total_connections,
+            "open_connections": self.open_connections,
+            "max_open_connections": self.max_open_connections,
+            "stream_requests": self.stream_requests,
+            "still_requests": self.still_requests,
+            "rejected_connections": self.rejected_connections,
+            "auth_failures": self.auth_failures,
+            "active_streams": self.active_streams,
+            "frames_sent": self.frames_count,
+            "paused": self.paused,
+        }
+
+    async def wait_for(
+        self,
+        predicate: Callable[[MjpegPrinter], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 - a test helper's bound
+    ) -> None:
+        """Wait until ``predicate(self)`` is true; AssertionError after ``timeout``.
+
+        The predicate is checked again after every change of the counters
+        (connections, requests, frames), so no polling is involved.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self):
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._waiters.add(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        self._waiters.discard(waiter)
+        except TimeoutError:
+            raise AssertionError(
+                f"printer condition not met within {timeout:g} s: {self.status()}; "
+                f"live connections: {self.live_connections}"
+            ) from None
+
+    def _changed(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------ TCP accounting
+
+    def _protocol_factory(self) -> asyncio.Protocol:
+        """Count an accepted connection and wrap aiohttp's protocol for it."""
+        if self._web_server is None:  # pragma: no cover - listening implies started
+            raise RuntimeError("not started")
+        record = ConnectionRecord(index=len(self.connections) + 1)
+        self.connections.append(record)
+        self.total_connections += 1
+        self.max_open_connections = max(
+            self.max_open_connections, self.open_connections
+        )
+        self._changed()
+        return _CountingProtocol(
+            record, self._web_server(), self._tracker, self.ssl_context
+        )
+
+    def _on_connection_made(
+        self, record: ConnectionRecord, transport: asyncio.Transport
+    ) -> None:
+        # Called again with the TLS transport once the handshake is done.
+        if record.transport is not None:
+            self._by_transport.pop(record.transport, None)
+        record.transport = transport
+        self._by_transport[transport] = record
+        peer = transport.get_extra_info("peername")
+        record.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self._closing:
+            # Accepted while closing: hang up at once, close() waits for it.
+            self._on_hang_up(record, "server")
+            transport.close()
+
+    def _on_hang_up(self, record: ConnectionRecord, by: str) -> None:
+        if record.open:
+            record.open = False
+            record.hung_up_by = by
+            self._changed()
+
+    def _on_connection_lost(self, record: ConnectionRecord) -> None:
+        # Who closed first is unknown here: if the client did, eof_received
+        # has already marked it; otherwise the server (or a reset) did.
+        self._on_hang_up(record, "server")
+        record.closed = True
+        if record.transport is not None:
+            self._by_transport.pop(record.transport, None)
+        record.transport = None
+        self._changed()
+
+    # ------------------------------------------------------------ handlers
+
+    def _record_for(self, request: web.BaseRequest) -> ConnectionRecord:
+        transport = request.transport
+        record = self._by_transport.get(transport) if transport is not None else None
+        # Every connection comes through the counting factory; a request whose
+        # connection is already gone gets a detached record.
+        return record or ConnectionRecord(index=0, open=False, closed=True)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Serve one request (aiohttp low-level server handler)."""
+        record = self._record_for(request)
+        entry = RequestRecord(
+            connection=record.index,
+            method=request.method,
+            path=request.raw_path,
+            headers=dict(request.headers),
+        )
+        record.requests.append(entry)
+        self.requests.append(entry)
+        self._changed()
+        flags = self._flags
+        response: web.StreamResponse
+        try:
+            if request.path == "/status":
+                response = web.Response(
+                    text=json.dumps(self.status()), content_type="application/json"
+                )
+            elif request.path in ("/stream", "/snapshot"):
+                response = await self._handle_camera(request, record, flags, entry)
+            else:
+                response = web.Response(status=404, text="not found")
+        finally:
+            self._changed()
+        if entry.status is None:
+            entry.status = response.status
+        return response
+
+    async def _handle_camera(
+        self,
+        request: web.BaseRequest,
+        record: ConnectionRecord,
+        flags: _Flags,
+        entry: RequestRecord,
+    ) -> web.StreamResponse:
+        stream = request.path == "/stream"
+        if stream:
+            self.stream_requests += 1
+        else:
+            self.still_requests += 1
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        for status in (401, 403, 500):
+            if f"status_{status}" in flags:
+                headers = {}
+                if status == 401:
+                    headers["WWW-Authenticate"] = f'Basic realm="{self.realm}"'
+                return web.Response(
+                    status=status, text=f"error {status}", headers=headers
+                )
+        if "not_mjpeg" in flags:
+            return web.Response(body=HTML_PAGE, content_type="text/html")
+        if not stream or "single_jpeg" in flags:
+            jpeg = self._next_frame()
+            if self.record_frames:
+                record.stills.append(jpeg)
+                self.stills_sent.append(jpeg)
+            return web.Response(body=jpeg, content_type="image/jpeg")
+        limit = 1 if "one_client" in flags else self.max_clients
+        if limit is not None and self.active_streams >= limit:
+            self.rejected_connections += 1
+            return web.Response(status=503, text="too many clients")
+        entry.status = 200
+        return await self._stream(request, record, flags)
+
+    def _check_auth(self, request: web.BaseRequest) -> web.Response | None:
+        """Return a 401 response unless the request carries the right credentials."""
+        if self.username is None:
+            return None
+        header = request.headers.get("Authorization", "")
+        stale = False
+        if self.auth == "basic":
+            ok = self._basic_ok(header)
+            challenge = f'Basic realm="{self.realm}"'
+        else:
+            ok, stale = self._digest_ok(header, request.method, request.raw_path)
+            challenge = self._digest_challenge(stale)
+        if ok:
+            return None
+        self.auth_failures += 1
+        return web.Response(
+            status=401, text="unauthorized", headers={"WWW-Authenticate": challenge}
+        )
+
+    def _basic_ok(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except ValueError:
+            return False
+        username, _, password = decoded.partition(":")
+        return secrets.compare_digest(
+            username.encode(), (self.username or "").encode()
+        ) and (
+            secrets.compare_digest(password.encode(), (self.password or "").encode())
+        )
+
+    def _digest_challenge(self, stale: bool) -> str:
+        nonce = secrets.token_hex(16)
+        self._nonces[nonce] = 0
+        parts = [f'Digest realm="{self.realm}"']
+        if self.digest_qop:
+            parts.append(f'qop="{self.digest_qop}"')
+        parts += [
+            f"algorithm={self.digest_algorithm}",
+            f'nonce="{nonce}"',
+            f'opaque="{self._opaque}"',
+        ]
+        if stale:
+            parts.append("stale=true")
+        return ", ".join(parts)
+
+    def _digest_ok(self, header: str, method: str, uri: str) -> tuple[bool, bool]:
+        """Check a digest Authorization header; return (ok, stale nonce)."""
+        scheme, _, rest = header.partition(" ")
+        if scheme.lower() != "digest":
+            return False, False
+        params = _parse_params(rest)
+        nonce = params.get("nonce", "")
+        if nonce in self._stale_nonces:
+            return False, True
+        if (
+            nonce not in self._nonces
+            or params.get("username") != self.username
+            or params.get("realm") != self.realm
+            or params.get("uri") != uri
+            or params.get("opaque") != self._opaque
+            or params.get("algorithm", "MD5").upper() != self.digest_algorithm
+        ):
+            return False, False
+
+        def digest(text: str) -> str:
+            return str(_HASHES[self.digest_algorithm](text.encode()).hexdigest())
+
+        ha1 = digest(f"{self.username}:{self.realm}:{self.password or ''}")
+        ha2 = digest(f"{method}:{uri}")
+        if self.digest_qop:
+            nc_text = params.get("nc", "")
+            cnonce = params.get("cnonce", "")
+            try:
+                nc = int(nc_text, 16)
+            except ValueError:
+                return False, False
+            # nc must grow for each request with the same nonce (replays fail).
+            if (
+                params.get("qop") != self.digest_qop
+                or not cnonce
+                or nc <= self._nonces[nonce]
+            ):
+                return False, False
+            expected = digest(
+                f"{ha1}:{nonce}:{nc_text}:{cnonce}:{self.digest_qop}:{ha2}"
+            )
+            ok = secrets.compare_digest(params.get("response", ""), expected)
+            if ok:
+                self._nonces[nonce] = nc
+            return ok, False
+        expected = digest(f"{ha1}:{nonce}:{ha2}")
+        return secrets.compare_digest(params.get("response", ""), expected), False
+
+    # --------------------------------------------------------------- stream
+
+    def _next_frame(self) -> bytes:
+        index = self._frame_index
+        self._frame_index += 1
+        if self._frames is None:
+            return numbered_jpeg(index)
+        if callable(self._frames):
+            return self._frames(index)
+        return self._frames[index % len(self._frames)]
+
+    def content_type(self, mode: str | None = None) -> str:
+        """Return the stream's Content-Type header for ``mode`` (default: current)."""
+        return self._content_type(self._flags if mode is None else _Flags(mode))
+
+    def encode_part(
+        self, body: bytes, mode: str | None = None, content_type: bytes = b"image/jpeg"
+    ) -> bytes:
+        """Return the bytes of one part carrying ``body`` in ``mode`` (default: current)."""
+        return self._encode_part(
+            body, self._flags if mode is None else _Flags(mode), content_type
+        )
+
+    def _content_type(self, flags: _Flags) -> str:
+        if "header_case" in flags:
+            return f"Multipart/X-Mixed-Replace; BOUNDARY={self.boundary}"
+        if "no_boundary" in flags:
+            return "multipart/x-mixed-replace"
+        if "wrong_content_type" in flags:
+            return "text/plain"
+        value = self.boundary
+        if "dashes_in_header" in flags:
+            value = f"--{value}"
+        if "quoted_boundary" in flags:
+            value = f'"{value}"'
+        separator = ";" if "no_space" in flags else "; "
+        return f"multipart/x-mixed-replace{separator}boundary={value}"
+
+    def _encode_part(self, body: bytes, flags: _Flags, content_type: bytes) -> bytes:
+        eol = b"\n" if "lf_only" in flags else b"\r\n"
+        if "header_case" in flags:
+            ct_name, cl_name = b"CONTENT-TYPE", b"content-length"
+        else:
+            ct_name, cl_name = b"Content-Type", b"Content-Length"
+        lines = [b"--" + self.boundary.encode(), ct_name + b": " + content_type]
+        if "no_content_length" not in flags:
+            lines.append(cl_name + b": " + str(len(body)).encode())
+        if "extra_headers" in flags:
+            self._timestamp += 0.05
+            lines.append(f"X-Timestamp: {self._timestamp:.3f}".encode())
+        return eol.join(lines) + eol + eol + body + eol
+
+    def _garbage(self) -> bytes:
+        """Random bytes for between parts: no dashes, so never a delimiter."""
+        size = self._rng.randint(8, 64)
+        data = bytes(
+            self._rng.choice(b"\x00\x01\x02ABCxyz \xff\xd8\xd9\r\n")
+            for _ in range(size)
+        )
+        return data + b"\r\n"
+
+    async def _stream(
+        self, request: web.BaseRequest, record: ConnectionRecord, flags: _Flags
+    ) -> web.StreamResponse:
+        """Send frames until the client or a control hangs up."""
+        transport = request.transport
+        if transport is None:  # the client is already gone
+            return _DoneResponse()
+        fps = SLOW_FPS if "slow" in flags else self.fps
+        raw = "http10_close" in flags
+        response: web.StreamResponse | None = None
+        if raw:
+            # aiohttp answers an HTTP/1.1 request with HTTP/1.1 (chunked), so
+            # write the close-delimited HTTP/1.0 response to the socket.
+            transport.write(
+                b"HTTP/1.0 200 OK\r\nServer: printer-sim\r\nContent-Type: "
+                + self._content_type(flags).encode()
+                + b"\r\n\r\n"
+            )
+        else:
+            response = web.StreamResponse(
+                headers={"Content-Type": self._content_type(flags)}
+            )
+            await response.prepare(request)
+
+        async def write(data: bytes) -> None:
+            if transport.is_closing():
+                raise _HangUp
+            if response is None:
+                transport.write(data)
+            else:
+                try:
+                    await response.write(data)
+                except ConnectionError as err:
+                    raise _HangUp from err
+
+        key = id(transport)
+        self._streams[key] = transport
+        self.active_streams += 1
+        self.max_active_streams = max(self.max_active_streams, self.active_streams)
+        loop = asyncio.get_running_loop()
+        sent = 0
+        try:
+            if "preamble" in flags:
+                await write(PREAMBLE)
+            next_time = loop.time()
+            while True:
+                # Paused: hold frames back but keep the connection.
+                await self._running.wait()
+                if self._closing:
+                    break
+                jpeg = self._next_frame()
+                data = b""
+                if "text_error_part" in flags and sent % 2 == 1:
+                    data += self._encode_part(TEXT_ERROR_PART, flags, b"text/plain")
+                data += self._encode_part(jpeg, flags, b"image/jpeg")
+                if "garbage" in flags:
+                    data += self._garbage()
+                await write(data)
+                if self.record_frames:
+                    record.frames.append(jpeg)
+                    self.frames_sent.append(jpeg)
+                self.frames_count += 1
+                sent += 1
+                self._changed()
+                if flags.drop_after is not None and sent >= flags.drop_after:
+                    break
+                next_time = max(next_time + 1 / fps, loop.time())
+                await asyncio.sleep(next_time - loop.time())
+        except _HangUp:
+            pass
+        finally:
+            self._streams.pop(key, None)
+            self.active_streams -= 1
+            self._changed()
+        # Hang up: the client sees the body end mid-stream.
+        self._on_hang_up(record, "server")
+        transport.close()
+        return _DoneResponse()
+
+
+def self_signed_ssl_context(common_name: str = "printer.local") -> ssl.SSLContext:
+    """Return a server SSL context with a fresh self-signed certificate.
+
+    Like the certificates printers make for themselves: a client that
+    verifies certificates refuses it. Needs ``cryptography`` (a Home
+    Assistant dependency), imported only here.
+    """
+    # Lazy: only TLS printers need it.
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # load_cert_chain only reads files.
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path = Path(directory, "cert.pem")
+        key_path = Path(directory, "key.pem")
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def _all_closed(printer: MjpegPrinter) -> bool:
+    return all(record.closed for record in printer.connections)
+
+
+def _parse_params(text: str) -> dict[str, str]:
+    """Parse ``name=value, name="quoted value"`` auth parameters."""
+    params: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t,":
+            i += 1
+        start = i
+        while i < n and text[i] not in "=, \t":
+            i += 1
+        name = text[start:i].lower()
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n or text[i] != "=":
+            if name:
+                params[name] = ""
+            continue
+        i += 1
+        while i < n and text[i] in " \t":
+            i += 1
+        if i < n and text[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(text[i])
+                i += 1
+            i += 1
+            params[name] = "".join(chars)
+        else:
+            start = i
+            while i < n and text[i] != ",":
+                i += 1
+            params[name] = text[start:i].strip()
+    return params

@@ -1,0 +1,1320 @@
+"""Tests for the MJPEG-over-HTTP source (sources/mjpeg_http.py) and base.py.
+
+Against the fake printer of printer_sim (a real server on 127.0.0.1): frames
+come out byte-identical in every streaming quirk mode, auth and error
+mapping, the reconnect loop with its events, and the connection discipline
+(never more than one open connection; none left when the consumer stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+import logging
+import random
+from typing import Any
+
+import aiohttp
+from aiohttp.client_reqrep import ConnectionKey
+import pytest
+from yarl import URL
+
+from custom_components.printcam.sources import base, mjpeg_http
+from custom_components.printcam.sources.base import (
+    Backoff,
+    CannotConnect,
+    FrameSource,
+    InvalidAuth,
+    NotMjpeg,
+    ProtocolError,
+    SourceError,
+    SourceEvents,
+    SourceTimeout,
+)
+from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
+from printer_sim import MjpegPrinter, numbered_jpeg, self_signed_ssl_context
+
+PASSWORD = "s3cr3t-Pa55word"
+OTHER = "changed"
+WAIT = 5.0
+
+PrinterFactory = Callable[..., Awaitable[MjpegPrinter]]
+
+
+class Recorder(SourceEvents):
+    """Records every event in order; a test can wait for a condition on them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _add(self, *event: Any) -> None:
+        self.events.append(event)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for(self, predicate: Callable[[Recorder], bool]) -> None:
+        async with asyncio.timeout(WAIT):
+            while not predicate(self):
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    self._waiters.remove(waiter)
+
+    def count(self, name: str) -> int:
+        return sum(1 for event in self.events if event[0] == name)
+
+    def on_connecting(self, attempt: int) -> None:
+        self._add("connecting", attempt)
+
+    def on_connected(self) -> None:
+        self._add("connected")
+
+    def on_frame_dropped(self, count: int, reason: str) -> None:
+        self._add("dropped", count, reason)
+
+    def on_disconnected(
+        self, error: SourceError | None, retry_in: float | None
+    ) -> None:
+        self._add("disconnected", error, retry_in)
+
+    def names(self) -> list[str]:
+        return [event[0] for event in self.events if event[0] != "dropped"]
+
+
+@pytest.fixture
+async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
+    printers: list[MjpegPrinter] = []
+
+    async def make(**kwargs: Any) -> MjpegPrinter:
+        kwargs.setdefault("fps", 200.0)
+        printer = MjpegPrinter(**kwargs)
+        await printer.start()
+        printers.append(printer)
+        return printer
+
+    yield make
+    for printer in printers:
+        await printer.close()
+
+
+@pytest.fixture
+async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+def make_source(
+    session: aiohttp.ClientSession, url: str, **kwargs: Any
+) -> MjpegHttpSource:
+    kwargs.setdefault("read_timeout", 2.0)
+    kwargs.setdefault("connect_timeout", 2.0)
+    source = MjpegHttpSource(session, url, **kwargs)
+    source.backoff = Backoff(initial=0.01, cap=0.05, rng=random.Random(1))
+    return source
+
+
+async def take(source: MjpegHttpSource, count: int) -> list[bytes]:
+    """Read `count` frames from one connection, then close it."""
+    frames: list[bytes] = []
+    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
+        async for frame in stream:
+            frames.append(frame)
+            if len(frames) == count:
+                break
+    return frames
+
+
+async def drain(source: MjpegHttpSource) -> list[bytes]:
+    """Read one connection to its end (or its error)."""
+    frames: list[bytes] = []
+    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
+        async for frame in stream:
+            frames.append(frame)
+    return frames
+
+
+class CannedServer:
+    """A tiny raw HTTP server for replies the fake printer does not make.
+
+    `reply(writer)` writes whatever it likes after the request head was read.
+    Tracks its handler tasks and connections so `close()` leaves nothing.
+    """
+
+    def __init__(
+        self, reply: Callable[[asyncio.StreamWriter], Awaitable[None]]
+    ) -> None:
+        self._reply = reply
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.requests: list[bytes] = []
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            self.requests.append(await reader.readuntil(b"\r\n\r\n"))
+            await self._reply(writer)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def canned(
+    socket_enabled: None,
+) -> AsyncIterator[Callable[..., Awaitable[CannedServer]]]:
+    servers: list[CannedServer] = []
+
+    async def make(
+        reply: Callable[[asyncio.StreamWriter], Awaitable[None]] | bytes,
+    ) -> CannedServer:
+        if isinstance(reply, bytes):
+            data = reply
+
+            async def write(writer: asyncio.StreamWriter) -> None:
+                writer.write(data)
+
+            reply = write
+        server = CannedServer(reply)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.close()
+
+
+def multipart_head(
+    content_type: str = "multipart/x-mixed-replace; boundary=frame",
+) -> bytes:
+    return f"HTTP/1.0 200 OK\r\nContent-Type: {content_type}\r\n\r\n".encode()
+
+
+def part(body: bytes, content_type: bytes = b"image/jpeg") -> bytes:
+    return (
+        b"--frame\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+        + b"\r\n"
+    )
+
+
+# ---------------------------------------------------------------- streaming
+
+STREAMING_MODES = [
+    "good",
+    "chunked",
+    "space",
+    "no_dashes_in_header",
+    "dashes_in_header",
+    "quoted_boundary",
+    "no_space",
+    "no_boundary",
+    "wrong_content_type",
+    "lf_only",
+    "no_content_length",
+    "header_case",
+    "preamble",
+    "extra_headers",
+    "http10_close",
+    "text_error_part",
+    "garbage",
+    "one_client",
+    "lf_only+no_content_length",
+    "header_case+lf_only+no_content_length+preamble+extra_headers",
+    "http10_close+no_content_length+garbage",
+]
+
+
+@pytest.mark.parametrize("mode", STREAMING_MODES)
+async def test_frames_are_byte_identical_in_every_mode(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession, mode: str
+) -> None:
+    printer = await make_printer(mode=mode)
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    frames = await take(source, 5)
+    assert frames == printer.connections[0].frames[:5]
+    assert [int(f.split(b"frame ")[1][:1]) for f in frames] == [0, 1, 2, 3, 4]
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.total_connections == 1
+    assert printer.rejected_connections == 0
+    assert events.names()[0] == "connected"
+    dropped = [event for event in events.events if event[0] == "dropped"]
+    if "text_error_part" in mode:
+        assert dropped
+        assert {event[2] for event in dropped} == {"not_jpeg"}
+        assert source.stats.dropped == sum(event[1] for event in dropped)
+    else:
+        assert dropped == []
+        assert source.stats.dropped == 0
+
+
+async def test_slow_printer(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="slow")
+    source = make_source(session, printer.url)
+    assert await take(source, 2) == printer.frames_sent[:2]
+
+
+async def test_large_frames_and_oversize_drops(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    big = (
+        numbered_jpeg(1)[:2] + b"\xff\xfe\xff\xff" + b"x" * 65533 + numbered_jpeg(1)[2:]
+    )
+    frames = [numbered_jpeg(0), big, numbered_jpeg(2)]
+    printer = await make_printer(frames=frames)
+    events = Recorder()
+    source = make_source(session, printer.url, events=events, max_frame_size=1000)
+    received = await take(source, 3)
+    assert received == [frames[0], frames[2], frames[0]]
+    assert ("dropped", 1, "oversize") in events.events
+    assert source.stats.dropped >= 1
+    # Without the cap the big frame goes through intact.
+    assert (
+        await take(make_source(session, printer.url), 3)
+        == printer.connections[1].frames[:3]
+    )
+
+
+async def test_stream_ends_when_the_printer_closes_an_http10_body(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="http10_close+drop_after:3")
+    source = make_source(session, printer.url)
+    assert await drain(source) == printer.frames_sent == printer.connections[0].frames
+
+
+async def test_printer_hanging_up_mid_chunked_stream_is_cannot_connect(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="drop_after:3")
+    source = make_source(session, printer.url)
+    frames: list[bytes] = []
+
+    async def read_all() -> None:
+        async with contextlib.aclosing(source.connect()) as stream:
+            async for frame in stream:
+                frames.append(frame)
+
+    with pytest.raises(CannotConnect, match="cut the stream off"):
+        await read_all()
+    assert frames == printer.frames_sent
+
+
+# -------------------------------------------------------------- not MJPEG
+
+
+async def test_not_mjpeg_page(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="not_mjpeg")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    with pytest.raises(NotMjpeg, match="text/html"):
+        await drain(source)
+    assert events.events == []
+    with pytest.raises(NotMjpeg):
+        await source.fetch_frame(WAIT)
+
+
+async def test_single_jpeg_stream_url_is_not_mjpeg(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="single_jpeg")
+    source = make_source(session, printer.url)
+    with pytest.raises(NotMjpeg, match="still image URL"):
+        await drain(source)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_long_text_body_without_jpeg_is_not_mjpeg(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        for _ in range(20):  # 80 KiB of text, then hold the connection
+            writer.write(b"log line\n" * 455)
+            await writer.drain()
+        await asyncio.sleep(WAIT)
+
+    server = await canned(reply)
+    with pytest.raises(NotMjpeg, match="text/plain"):
+        await drain(make_source(session, server.url))
+
+
+async def test_jpeg_bytes_without_parts_are_not_mjpeg_in_the_end(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    # A JPEG start in an octet stream, but never a delimiter to infer from.
+    server = await canned(
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+        + numbered_jpeg(0) * 3
+    )
+    with pytest.raises(NotMjpeg, match="no parsable JPEG"):
+        await drain(make_source(session, server.url))
+
+
+async def test_endless_jpeg_bytes_without_parts_give_up(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\n" + numbered_jpeg(0))
+        for _ in range(100):
+            writer.write(b"\x00" * 1024)
+            await writer.drain()
+        await asyncio.sleep(WAIT)
+
+    server = await canned(reply)
+    source = make_source(session, server.url, max_frame_size=16 * 1024)
+    with pytest.raises(NotMjpeg, match="no content type"):
+        await drain(source)
+
+
+async def test_multipart_with_only_text_parts_is_not_mjpeg(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    server = await canned(multipart_head() + part(b"offline", b"text/plain") * 3)
+    events = Recorder()
+    with pytest.raises(NotMjpeg, match="without JPEG parts"):
+        await drain(make_source(session, server.url, events=events))
+    assert events.names() == ["connected"]
+    assert ("dropped", 3, "not_jpeg") in events.events or sum(
+        event[1] for event in events.events if event[0] == "dropped"
+    ) == 3
+
+
+async def test_multipart_that_ends_without_frames_just_ends(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    server = await canned(multipart_head() + b"--frame--\r\n")
+    source = make_source(session, server.url)
+    assert await drain(source) == []
+    # fetch_frame reports the connection that closed before a frame.
+    with pytest.raises(CannotConnect, match="before a frame"):
+        await source.fetch_frame(WAIT)
+    assert not source.connected
+
+
+async def test_bytes_without_frames_hit_the_frame_timeout(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(multipart_head())
+        for _ in range(100):
+            writer.write(b"noise\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    server = await canned(reply)
+    source = make_source(session, server.url, read_timeout=0.2)
+    with pytest.raises(SourceTimeout, match="no frame"):
+        await drain(source)
+
+
+async def test_invalid_http_response_is_a_protocol_error(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    server = await canned(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        await drain(make_source(session, server.url))
+
+
+# ------------------------------------------------------------ HTTP errors
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "match"),
+    [
+        ("status_401", InvalidAuth, "needs a username"),
+        ("status_403", InvalidAuth, "HTTP 403"),
+        ("status_500", CannotConnect, "HTTP 500"),
+    ],
+)
+async def test_http_status_errors(
+    make_printer: PrinterFactory,
+    session: aiohttp.ClientSession,
+    mode: str,
+    error: type[SourceError],
+    match: str,
+) -> None:
+    printer = await make_printer(mode=mode)
+    with pytest.raises(error, match=match):
+        await drain(make_source(session, printer.url))
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_404_is_cannot_connect(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    with pytest.raises(CannotConnect, match="HTTP 404 Not Found"):
+        await drain(make_source(session, printer.base_url + "/webcam"))
+
+
+async def test_refused_port_is_cannot_connect(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    printer.refuse()
+    source = make_source(session, printer.url)
+    with pytest.raises(
+        CannotConnect, match=f"cannot connect to 127.0.0.1:{printer.port}"
+    ):
+        await drain(source)
+    assert printer.total_connections == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://printer/stream", "not a url", "http://", "http://[::1"]
+)
+async def test_unusable_urls(session: aiohttp.ClientSession, url: str) -> None:
+    source = make_source(session, url)
+    with pytest.raises(CannotConnect, match="http:// or https://"):
+        await drain(source)
+
+
+async def test_tls_certificate_verification(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(ssl_context=self_signed_ssl_context())
+    assert printer.url.startswith("https://127.0.0.1:")
+    with pytest.raises(CannotConnect, match="certificate"):
+        await drain(make_source(session, printer.url))
+    source = make_source(session, printer.url, verify_ssl=False)
+    assert await take(source, 2) == printer.frames_sent[:2]
+    assert await source.fetch_still(printer.still_url, WAIT) == printer.stills_sent[0]
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+
+
+async def test_no_answer_within_read_timeout(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    printer.pause()  # headers go out, frames do not
+    source = make_source(session, printer.url, read_timeout=0.2)
+    with pytest.raises(SourceTimeout):
+        await drain(source)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_fetch_frame_timeout(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    printer.pause()
+    source = make_source(session, printer.url, read_timeout=30)
+    with pytest.raises(SourceTimeout, match="no frame within 0.2 s"):
+        await source.fetch_frame(0.2)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert not source.connected
+
+
+async def test_fetch_frame_returns_the_first_frame_and_closes(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="one_client")
+    source = make_source(session, printer.url)
+    for index in range(3):
+        frame = await source.fetch_frame(WAIT)
+        assert frame == printer.connections[index].frames[0]
+        assert not source.connected
+        await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+    assert printer.rejected_connections == 0
+    assert source.stats.connects == 3
+    # The request asked for no keep-alive.
+    assert printer.requests[0].headers["Connection"] == "close"
+
+
+# ------------------------------------------------------------------ auth
+
+
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+async def test_auth_succeeds_with_the_right_credentials(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession, auth: str
+) -> None:
+    printer = await make_printer(
+        username="maker", password=PASSWORD, auth=auth, mode="one_client"
+    )
+    source = make_source(session, printer.url, username="maker", password=PASSWORD)
+    assert await take(source, 2) == printer.frames_sent[:2]
+    # First connect: challenge, then the answer.
+    assert [r.status for r in printer.requests] == [401, 200]
+    # Later connects answer at once with what worked (digest: nc grows).
+    assert await take(source, 1) == [printer.connections[-1].frames[0]]
+    assert await take(source, 1) == [printer.connections[-1].frames[0]]
+    assert [r.status for r in printer.requests] == [401, 200, 200, 200]
+    authorizations = [r.headers.get("Authorization", "") for r in printer.requests]
+    if auth == "digest":
+        assert [a.split("nc=")[1][:8] for a in authorizations[1:]] == [
+            "00000001",
+            "00000002",
+            "00000003",
+        ]
+    else:
+        assert authorizations[1].startswith("Basic ")
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+    assert printer.rejected_connections == 0
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "qop"), [("SHA-256", "auth"), ("MD5", None), ("SHA-256", None)]
+)
+async def test_digest_variants(
+    make_printer: PrinterFactory,
+    session: aiohttp.ClientSession,
+    algorithm: str,
+    qop: str | None,
+) -> None:
+    printer = await make_printer(
+        username="maker",
+        password=PASSWORD,
+        auth="digest",
+        digest_algorithm=algorithm,
+        digest_qop=qop,
+    )
+    source = make_source(session, printer.url, username="maker", password=PASSWORD)
+    assert await take(source, 1) == printer.frames_sent[:1]
+    assert f"algorithm={algorithm}" in printer.requests[-1].headers["Authorization"]
+
+
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+@pytest.mark.parametrize(
+    ("username", "password"), [("maker", "wrong"), ("", ""), ("other", PASSWORD)]
+)
+async def test_auth_fails_with_wrong_or_missing_credentials(
+    make_printer: PrinterFactory,
+    session: aiohttp.ClientSession,
+    auth: str,
+    username: str,
+    password: str,
+) -> None:
+    printer = await make_printer(username="maker", password=PASSWORD, auth=auth)
+    source = make_source(session, printer.url, username=username, password=password)
+    with pytest.raises(InvalidAuth) as err:
+        await drain(source)
+    assert PASSWORD not in str(err.value)
+    # One challenge and one answer at most: no hammering.
+    assert len(printer.requests) <= 2
+    assert printer.frames_sent == []
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+
+
+async def test_stale_nonce_is_answered_again(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(username="maker", password=PASSWORD, auth="digest")
+    source = make_source(session, printer.url, username="maker", password=PASSWORD)
+    await take(source, 1)
+    printer.expire_nonces()
+    assert await take(source, 1) == [printer.connections[-1].frames[0]]
+    # Remembered (stale) answer, the stale challenge, the fresh answer.
+    assert [r.status for r in printer.requests] == [401, 200, 401, 200]
+
+
+async def test_remembered_auth_that_stops_working(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(username="maker", password=PASSWORD, auth="basic")
+    source = make_source(session, printer.url, username="maker", password=PASSWORD)
+    await take(source, 1)
+    printer.password = OTHER
+    with pytest.raises(InvalidAuth):
+        await drain(source)
+    # Basic was remembered; the 401 made the source forget it.
+    printer.password = PASSWORD
+    await take(source, 1)
+    assert [r.status for r in printer.requests] == [401, 200, 401, 401, 200]
+
+
+async def test_digest_preferred_over_basic_and_challenge_loop_bounded(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    # A broken server: always 401, each time with a new stale nonce.
+    server = await canned(
+        b"HTTP/1.0 401 Unauthorized\r\n"
+        b'WWW-Authenticate: Basic realm="x", Digest realm="x", nonce="n1", stale=true\r\n'
+        b"Content-Length: 0\r\n\r\n"
+    )
+    source = make_source(session, server.url, username="u", password=PASSWORD)
+    with pytest.raises(InvalidAuth, match="refused the credentials"):
+        await drain(source)
+    assert len(server.requests) == mjpeg_http._MAX_AUTH_ROUNDS
+    assert all(b"Authorization: Digest" in request for request in server.requests[1:])
+
+
+async def test_unsupported_auth_schemes(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    server = await canned(
+        b'HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Digest realm="x", nonce="n", '
+        b"algorithm=SHA-512-256\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(InvalidAuth, match="unsupported digest algorithm"):
+        await drain(make_source(session, server.url, username="u", password=OTHER))
+    server = await canned(
+        b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(InvalidAuth):
+        await drain(make_source(session, server.url, username="u", password=OTHER))
+    assert len(server.requests) == 1
+
+
+async def test_credentials_in_the_url(
+    make_printer: PrinterFactory,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    printer = await make_printer(username="maker", password=PASSWORD, auth="digest")
+    url = f"http://maker:{PASSWORD}@127.0.0.1:{printer.port}/stream"
+    source = make_source(session, url)
+    assert source.host == f"127.0.0.1:{printer.port}"
+    assert await take(source, 1) == printer.frames_sent[:1]
+    assert printer.requests[0].path == "/stream"
+    # Explicit credentials win over the URL's.
+    wrong = make_source(session, url, username="maker", password=OTHER)
+    with pytest.raises(InvalidAuth) as err:
+        await drain(wrong)
+    assert PASSWORD not in str(err.value)
+    assert PASSWORD not in caplog.text
+
+
+async def test_secrets_never_leak_into_errors_or_logs(
+    make_printer: PrinterFactory,
+    canned: Callable[..., Awaitable[CannedServer]],
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    printer = await make_printer(username="maker", password=PASSWORD)
+    errors: list[BaseException] = []
+    printer.refuse()
+    garbage = await canned(b"garbage\r\n\r\n")
+    for url in (
+        f"http://maker:{PASSWORD}@127.0.0.1:{printer.port}/stream",
+        f"http://maker:{PASSWORD}@127.0.0.1:{garbage.port}/stream",
+        f"ftp://maker:{PASSWORD}@127.0.0.1/stream",
+    ):
+        source = make_source(session, url)
+        assert PASSWORD not in source.host
+        with pytest.raises(SourceError) as err:
+            await drain(source)
+        errors.append(err.value)
+        assert PASSWORD not in (source.stats.last_error or "")
+    for error in errors:
+        assert PASSWORD not in str(error)
+        assert PASSWORD not in repr(error)
+    assert PASSWORD not in caplog.text
+
+
+def test_host_property(session: aiohttp.ClientSession) -> None:
+    assert make_source(session, "http://cam.local/stream").host == "cam.local"
+    assert make_source(session, "https://u:p@cam.local:8443/x").host == "cam.local:8443"
+    assert make_source(session, "http://[fe80::1]:8080/").host == "[fe80::1]:8080"
+    assert make_source(session, "http://[::1").host == "invalid URL"
+    assert make_source(session, "/relative").host == "invalid URL"
+    assert MjpegHttpSource.family == "mjpeg"
+
+
+def test_redaction_of_error_messages(session: aiohttp.ClientSession) -> None:
+    source = make_source(session, f"http://me:{PASSWORD}@cam/")
+    error = source._translate(OSError(f"boom {PASSWORD}"))
+    assert str(error) == "cannot talk to cam: OSError"
+    source._secrets.append("cam")
+    assert source._redact("cam cam") == "*** ***"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "match"),
+    [
+        (aiohttp.ConnectionTimeoutError("x"), SourceTimeout, "did not answer in time"),
+        (aiohttp.SocketTimeoutError("x"), SourceTimeout, "did not answer in time"),
+        (TimeoutError(), SourceTimeout, "did not answer in time"),
+        (
+            aiohttp.ClientConnectorCertificateError(
+                ConnectionKey("cam", 443, True, True, None, None, None),
+                Exception("bad cert"),
+            ),
+            CannotConnect,
+            "certificate",
+        ),
+        (
+            aiohttp.ClientSSLError(
+                ConnectionKey("cam", 443, True, True, None, None, None),
+                OSError(1, "ssl"),
+            ),
+            CannotConnect,
+            "TLS",
+        ),
+        (
+            aiohttp.ClientConnectorError(
+                ConnectionKey("cam", 80, False, True, None, None, None),
+                OSError(111, "Connection refused"),
+            ),
+            CannotConnect,
+            "Connection refused",
+        ),
+        (
+            aiohttp.ClientConnectorDNSError(
+                ConnectionKey("cam", 80, False, True, None, None, None),
+                OSError("no such host"),
+            ),
+            CannotConnect,
+            "cannot connect to cam: OSError",
+        ),
+        (aiohttp.ClientPayloadError("x"), CannotConnect, "cut the stream off"),
+        (aiohttp.ServerDisconnectedError(), CannotConnect, "closed the connection"),
+        (aiohttp.TooManyRedirects(None, ()), CannotConnect, "redirects"),  # type: ignore[arg-type]
+        (aiohttp.ClientResponseError(None, ()), ProtocolError, "invalid HTTP"),  # type: ignore[arg-type]
+        (aiohttp.ClientOSError(), CannotConnect, "ClientOSError"),
+        (ConnectionResetError(), CannotConnect, "ConnectionResetError"),
+    ],
+)
+def test_error_translation(
+    session: aiohttp.ClientSession,
+    error: BaseException,
+    expected: type[SourceError],
+    match: str,
+) -> None:
+    source = make_source(session, "http://cam/stream")
+    translated = source._translate(error)
+    assert type(translated) is expected
+    assert match in str(translated)
+
+
+# ------------------------------------------------------------------ digest
+
+
+def test_digest_rfc2617_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mjpeg_http.secrets, "token_hex", lambda n: "0a4f113b")
+    challenge = mjpeg_http._parse_challenges(
+        [
+            'Digest realm="testrealm@host.com", qop="auth,auth-int", '
+            'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '
+            'opaque="5ccc069c403ebaf9f0171e9517f40e41"'
+        ]
+    )
+    digest = mjpeg_http._pick_digest(challenge)
+    assert digest is not None
+    auth = mjpeg_http._DigestAuth("Mufasa", "Circle Of Life", digest)
+    header = auth.authorization("GET", URL("http://h/dir/index.html"))
+    assert 'response="6629fae49393a05397450978507c4ef1"' in header
+    assert "nc=00000001" in header
+    assert 'opaque="5ccc069c403ebaf9f0171e9517f40e41"' in header
+    assert "algorithm" not in header
+    assert "nc=00000002" in auth.authorization("GET", URL("http://h/dir/index.html"))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "response"),
+    [
+        ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+        ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+    ],
+)
+def test_digest_rfc7616_examples(
+    monkeypatch: pytest.MonkeyPatch, algorithm: str, response: str
+) -> None:
+    monkeypatch.setattr(
+        mjpeg_http.secrets,
+        "token_hex",
+        lambda n: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+    )
+    challenges = mjpeg_http._parse_challenges(
+        [
+            'Digest realm="http-auth@example.org", qop="auth, auth-int", '
+            f"algorithm={algorithm}, "
+            'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", '
+            'opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"'
+        ]
+    )
+    digest = mjpeg_http._pick_digest(challenges)
+    assert digest is not None
+    header = mjpeg_http._DigestAuth("Mufasa", "Circle of Life", digest).authorization(
+        "GET", URL("http://www.example.org/dir/index.html")
+    )
+    assert f'response="{response}"' in header
+    assert f"algorithm={algorithm}" in header
+
+
+def test_digest_sess_auth_int_and_quoting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mjpeg_http.secrets, "token_hex", lambda n: "c0ffee")
+    challenge = {"realm": "r", "nonce": "n", "algorithm": "MD5-sess", "qop": "auth-int"}
+    header = mjpeg_http._DigestAuth('we"ird\\', "pw", challenge).authorization(
+        "GET", URL("http://h/a?b=c")
+    )
+    md5 = mjpeg_http._md5
+    ha1 = md5(f"{md5(b'we"ird\\:r:pw').__str__()}:n:c0ffee".encode())
+    ha2 = md5(f"GET:/a?b=c:{md5(b'')}".encode())
+    expected = md5(f"{ha1}:n:00000001:c0ffee:auth-int:{ha2}".encode())
+    assert f'response="{expected}"' in header
+    assert 'username="we\\"ird\\\\"' in header
+    assert 'uri="/a?b=c"' in header
+    assert "qop=auth-int" in header
+    # -sess without qop still sends its cnonce.
+    no_qop = mjpeg_http._DigestAuth(
+        "u", "p", {"realm": "r", "nonce": "n", "algorithm": "MD5-sess"}
+    )
+    header = no_qop.authorization("GET", URL("http://h/"))
+    assert 'cnonce="c0ffee"' in header
+    assert "nc=" not in header
+
+
+def test_parse_challenges() -> None:
+    parse = mjpeg_http._parse_challenges
+    assert parse(['Basic realm="cam"']) == [("basic", {"realm": "cam"})]
+    assert parse(
+        ['Digest realm="a, b", nonce=xyz , qop="auth", Basic realm="c\\"d"']
+    ) == [
+        ("digest", {"realm": "a, b", "nonce": "xyz", "qop": "auth"}),
+        ("basic", {"realm": 'c"d'}),
+    ]
+    assert parse(['Digest realm= "x" ,nonce = y']) == [
+        ("digest", {"realm": "x", "nonce": "y"})
+    ]
+    assert parse(["Negotiate", "NTLM"]) == [("negotiate", {}), ("ntlm", {})]
+    assert parse(['Digest realm="x", @@@']) == [("digest", {"realm": "x"})]
+    assert parse([""]) == []
+    assert mjpeg_http._pick_digest(parse(["Basic realm=x"])) is None
+    # The strongest offered algorithm wins.
+    picked = mjpeg_http._pick_digest(
+        parse(
+            ['Digest nonce="1", algorithm=MD5', 'Digest nonce="2", algorithm=SHA-256']
+        )
+    )
+    assert picked is not None
+    assert picked["nonce"] == "2"
+
+
+# ------------------------------------------------------------------ stills
+
+
+async def test_fetch_still(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(username="maker", password=PASSWORD, auth="digest")
+    source = make_source(session, printer.url, username="maker", password=PASSWORD)
+    still = await source.fetch_still(printer.still_url, WAIT)
+    assert still == printer.stills_sent[-1]
+    # Relative to the stream URL; the remembered digest answers at once.
+    still = await source.fetch_still("/snapshot", WAIT)
+    assert still == printer.stills_sent[-1]
+    assert [r.status for r in printer.requests] == [401, 200, 200]
+    # A stream URL used as still URL gives its first frame.
+    frame = await source.fetch_still(printer.url, WAIT)
+    assert frame == printer.connections[-1].frames[0]
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+    assert source.stats.connects == 0  # stills are not stream connections
+
+
+async def test_fetch_still_with_credentials_in_its_url(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(username="maker", password=PASSWORD)
+    source = make_source(session, printer.url)
+    url = f"http://maker:{PASSWORD}@127.0.0.1:{printer.port}/snapshot"
+    # The source has no credentials; those of the still URL are not used
+    # but are redacted from everything.
+    with pytest.raises(InvalidAuth) as err:
+        await source.fetch_still(url, WAIT)
+    assert PASSWORD not in str(err.value)
+    assert PASSWORD in source._secrets
+
+
+async def test_fetch_still_errors(
+    make_printer: PrinterFactory,
+    canned: Callable[..., Awaitable[CannedServer]],
+    session: aiohttp.ClientSession,
+) -> None:
+    printer = await make_printer(mode="not_mjpeg")
+    source = make_source(session, printer.url, max_frame_size=100)
+    with pytest.raises(NotMjpeg, match="does not return a JPEG"):
+        await source.fetch_still(printer.still_url, WAIT)
+    printer.set_mode("status_403")
+    with pytest.raises(InvalidAuth):
+        await source.fetch_still(printer.still_url, WAIT)
+    printer.set_mode("good")
+    with pytest.raises(ProtocolError, match="larger than 100 bytes"):
+        await source.fetch_still(printer.still_url, WAIT)
+    with pytest.raises(CannotConnect, match="not a valid URL"):
+        await source.fetch_still("http://[::1", WAIT)
+    with pytest.raises(CannotConnect, match="http:// or https://"):
+        await source.fetch_still("ftp://x/y", WAIT)
+    # The stream URL (multipart) while paused: no frame in time.
+    printer.pause()
+    with pytest.raises(SourceTimeout, match="no still image"):
+        await source.fetch_still(printer.url, 0.2)
+
+    source = make_source(session, printer.url)
+    truncated = await canned(
+        b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n\r\n" + numbered_jpeg(0)[:-10]
+    )
+    with pytest.raises(ProtocolError, match="incomplete JPEG"):
+        await source.fetch_still(truncated.url, WAIT)
+    padded = await canned(b"HTTP/1.0 200 OK\r\n\r\n" + numbered_jpeg(0) + b"\r\n\x00")
+    assert await source.fetch_still(padded.url, WAIT) == numbered_jpeg(0)
+    empty_stream = await canned(multipart_head() + b"--frame--\r\n")
+    with pytest.raises(CannotConnect, match="before a frame"):
+        await source.fetch_still(empty_stream.url, WAIT)
+    cut = await canned(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n\xff\xd8")
+    with pytest.raises(CannotConnect, match="cut the stream off"):
+        await source.fetch_still(cut.url, WAIT)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+# -------------------------------------------------------- reconnect loop
+
+
+async def collect(
+    source: FrameSource, disconnect: asyncio.Event, count: int
+) -> list[bytes]:
+    frames: list[bytes] = []
+    async with (
+        asyncio.timeout(WAIT),
+        contextlib.aclosing(source.frames(disconnect)) as stream,
+    ):
+        async for frame in stream:
+            frames.append(frame)
+            if len(frames) == count:
+                break
+    return frames
+
+
+async def test_reconnects_after_drops_with_backoff_and_events(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="one_client+drop_after:2")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    frames = await collect(source, asyncio.Event(), 6)
+    # Byte-identical, in order, across three connections.
+    assert (
+        frames
+        == [frame for record in printer.connections for frame in record.frames][:6]
+    )
+    assert printer.total_connections == 3
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+    assert printer.rejected_connections == 0
+    assert events.names() == [
+        "connecting",
+        "connected",
+        "disconnected",
+        "connecting",
+        "connected",
+        "disconnected",
+        "connecting",
+        "connected",
+    ]
+    # A connection that delivered frames starts the attempts over.
+    assert [e[1] for e in events.events if e[0] == "connecting"] == [1, 1, 1]
+    disconnects = [e for e in events.events if e[0] == "disconnected"]
+    assert all(
+        isinstance(e[1], CannotConnect) and 0.01 <= e[2] <= 0.05 for e in disconnects
+    )
+    assert disconnects[1][2] > disconnects[0][2]  # backing off
+    assert source.stats.connects == 3
+    assert source.stats.attempts == 3
+    assert source.stats.frames == 6
+    assert source.stats.last_error is not None
+    assert source.stats.last_error.startswith("cannot_connect: ")
+
+
+async def test_a_body_that_ends_is_retried(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="http10_close+drop_after:1")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    frames = await collect(source, asyncio.Event(), 3)
+    assert frames == printer.frames_sent[:3]
+    disconnects = [e for e in events.events if e[0] == "disconnected"]
+    assert str(disconnects[0][1]) == "the camera ended the stream"
+    assert printer.max_open_connections == 1
+
+
+async def test_failed_attempts_count_up_until_the_printer_is_back(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    printer.refuse()
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    disconnect = asyncio.Event()
+    stream = source.frames(disconnect)
+    try:
+        async with asyncio.timeout(WAIT):
+            first = asyncio.ensure_future(anext(stream))
+            await events.wait_for(lambda r: r.count("disconnected") >= 3)
+            await printer.accept()
+            frame = await first
+    finally:
+        await stream.aclose()
+    assert frame == printer.frames_sent[0]
+    attempts = [e[1] for e in events.events if e[0] == "connecting"]
+    assert attempts[:3] == [1, 2, 3]
+    refused = [e[1] for e in events.events if e[0] == "disconnected"]
+    assert all(isinstance(error, CannotConnect) for error in refused)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_invalid_auth_mid_loop_is_raised(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(username="maker", password=PASSWORD)
+    events = Recorder()
+    source = make_source(
+        session, printer.url, username="maker", password=PASSWORD, events=events
+    )
+    frames: list[bytes] = []
+
+    async def consume() -> None:
+        async with (
+            asyncio.timeout(WAIT),
+            contextlib.aclosing(source.frames(asyncio.Event())) as stream,
+        ):
+            async for frame in stream:
+                frames.append(frame)
+                if len(frames) == 2:
+                    printer.password = OTHER
+                    printer.drop_all()
+
+    with pytest.raises(InvalidAuth):
+        await consume()
+    assert frames == printer.frames_sent[: len(frames)]
+    last = events.events[-1]
+    assert last[0] == "disconnected"
+    assert isinstance(last[1], InvalidAuth)
+    assert last[2] is None
+    assert source.stats.last_error is not None
+    assert source.stats.last_error.startswith("invalid_auth")
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+
+
+async def test_disconnect_event_stops_the_loop_and_closes(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    source = make_source(session, printer.url)
+    disconnect = asyncio.Event()
+    frames: list[bytes] = []
+    async with asyncio.timeout(WAIT):
+        async for frame in source.frames(disconnect):
+            frames.append(frame)
+            if len(frames) == 3:
+                disconnect.set()
+    assert len(frames) == 3
+    assert not source.connected
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_disconnect_during_backoff_ends_the_loop(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer(mode="drop_after:1")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    source.backoff = Backoff(initial=10, cap=10)
+    disconnect = asyncio.Event()
+    frames: list[bytes] = []
+
+    async def consume() -> None:
+        async for frame in source.frames(disconnect):
+            frames.append(frame)
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(WAIT):
+        await events.wait_for(lambda r: r.count("disconnected") == 1)
+        disconnect.set()
+        await task  # ends at once, not after the 10 s backoff
+    assert len(frames) == 1
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_disconnect_while_connecting_ends_without_retry(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    printer.refuse()
+    events = Recorder()
+
+    class StopOnConnecting(Recorder):
+        def on_connecting(self, attempt: int) -> None:
+            super().on_connecting(attempt)
+            disconnect.set()
+
+    disconnect = asyncio.Event()
+    events = StopOnConnecting()
+    source = make_source(session, printer.url, events=events)
+    async with asyncio.timeout(WAIT):
+        assert [frame async for frame in source.frames(disconnect)] == []
+    assert events.names() == ["connecting"]
+
+
+async def test_aclose_mid_stream_closes_the_connection(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    source = make_source(session, printer.url)
+    stream = source.frames(asyncio.Event())
+    async with asyncio.timeout(WAIT):
+        await anext(stream)
+        await anext(stream)
+        assert source.connected
+        assert printer.open_connections == 1
+        await stream.aclose()
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.connections[0].hung_up_by == "client"
+    assert not source.connected
+
+
+async def test_cancelling_the_consumer_closes_the_connection(
+    make_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_printer()
+    printer.pause()
+    source = make_source(session, printer.url)
+    got_headers = asyncio.Event()
+
+    class Connected(SourceEvents):
+        def on_connected(self) -> None:
+            got_headers.set()
+
+    source.events = Connected()
+
+    async def consume() -> None:
+        async with contextlib.aclosing(source.frames(asyncio.Event())) as stream:
+            async for _ in stream:
+                pass
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(WAIT):
+        await got_headers.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_backoff_reset_after_a_stable_connection(
+    make_printer: PrinterFactory,
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(base, "BACKOFF_RESET_AFTER", 0.0)
+    printer = await make_printer(mode="drop_after:1")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    await collect(source, asyncio.Event(), 3)
+    delays = [e[2] for e in events.events if e[0] == "disconnected"]
+    # Reset each time, so every delay is the initial one (plus jitter).
+    assert all(0.01 <= delay <= 0.012 for delay in delays)
+
+
+def test_backoff() -> None:
+    backoff = Backoff(initial=1, cap=4, rng=random.Random(0))
+    delays = [backoff.next_delay() for _ in range(5)]
+    assert 1 <= delays[0] <= 1.2
+    assert 2 <= delays[1] <= 2.4
+    assert delays[2:] == [4, 4, 4]  # capped, jitter included
+    backoff.reset_if_stable(10)
+    assert backoff.next_delay() == 4
+    backoff.reset_if_stable(base.BACKOFF_RESET_AFTER)
+    assert backoff.next_delay() <= 1.2
+    default = Backoff()
+    assert default.initial == base.BACKOFF_INITIAL
+    assert default.cap == base.BACKOFF_CAP
+
+
+def test_default_events_are_no_ops() -> None:
+    events = SourceEvents()
+    events.on_connecting(1)
+    events.on_connected()
+    events.on_frame_dropped(1, "x")
+    events.on_disconnected(None, None)
+    assert SourceError.reason == "cannot_connect"
+    assert {
+        cls.reason
+        for cls in (CannotConnect, InvalidAuth, NotMjpeg, SourceTimeout, ProtocolError)
+    } == {
+        "cannot_connect",
+        "invalid_auth",
+        "not_mjpeg",
+        "timeout",
+        "protocol_error",
+    }
+
+
+def test_body_scanner_sniffing_in_small_chunks() -> None:
+    limit = mjpeg_http.SNIFF_LIMIT
+    # Not multipart, a JPEG start early on, then only filler in small chunks:
+    # keeps going past the sniff limit (a big first frame may be coming) and
+    # gives up after the limit plus one maximal frame.
+    scanner = mjpeg_http._BodyScanner("application/octet-stream", 10_000, "cam")
+    assert scanner.feed(numbered_jpeg(0)[:20]) == []
+    fed = 20
+    for _ in range((limit + 10_000) // 1000):
+        scanner.feed(b"\x00" * 1000)
+        fed += 1000
+    assert fed > limit
+    with pytest.raises(NotMjpeg, match="no parsable JPEG"):
+        scanner.feed(b"\x00" * 1000)
+    # Multipart: filler alone is not conclusive; only non-JPEG parts are.
+    scanner = mjpeg_http._BodyScanner(
+        "multipart/x-mixed-replace;boundary=frame", 10_000, "cam"
+    )
+    for _ in range(100):
+        scanner.feed(b"\r\n" * 500)
+    scanner.finish()
+    scanner = mjpeg_http._BodyScanner("multipart/x-mixed-replace", 10_000, "cam")
+    scanner.feed(part(b"x" * 20_000))  # oversize: a camera after all
+    scanner.feed(b" " * limit)
+    # A frame settles it for good.
+    scanner = mjpeg_http._BodyScanner("text/html", 10_000, "cam")
+    assert scanner.feed(part(numbered_jpeg(7)) + b"--frame\r\n") == [numbered_jpeg(7)]
+    scanner.feed(b"<html>" * limit)
+    scanner.finish()
