@@ -9,6 +9,7 @@ from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.printcam.sources.base import Backoff
+from printer_sim.jpeg import solid_jpeg
 from printer_sim.mjpeg_server import MjpegPrinter
 
 from .conftest import Viewer, make_entry, setup_entry, until
@@ -119,15 +120,37 @@ async def test_polled_stills_hold_one_connection(
     await hass.config_entries.async_unload(entry.entry_id)
 
 
+def _jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    """Return (width, height) from a JPEG's SOF segment."""
+    pos = 2
+    while pos < len(jpeg):
+        marker, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2 : pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2):
+            height = int.from_bytes(jpeg[pos + 5 : pos + 7])
+            width = int.from_bytes(jpeg[pos + 7 : pos + 9])
+            return width, height
+        pos += 2 + length
+    raise AssertionError("no SOF segment")
+
+
 async def test_scaled_still(
-    hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, socket_enabled: None
 ) -> None:
-    entry = await setup_entry(hass, make_entry(printer.url))
-    client = await hass_client()
-    response = await client.get(f"{STILL}?width=8&height=8")
-    assert response.status == 200
-    assert (await response.read()).startswith(b"\xff\xd8")
-    await hass.config_entries.async_unload(entry.entry_id)
+    """Home Assistant's camera component scales our JPEG (turbojpeg)."""
+    frame = solid_jpeg(640, 480, 90)
+    printer = MjpegPrinter(frames=[frame], fps=20)
+    await printer.start()
+    try:
+        entry = await setup_entry(hass, make_entry(printer.url))
+        client = await hass_client()
+        response = await client.get(STILL)
+        assert _jpeg_size(await response.read()) == (640, 480)
+        response = await client.get(f"{STILL}?width=320&height=240")
+        assert response.status == 200
+        assert _jpeg_size(await response.read()) == (320, 240)
+        await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await printer.close()
 
 
 async def test_last_viewer_leaves_then_grace_closes(

@@ -35,7 +35,8 @@ async def test_user_flow_creates_entry(
 ) -> None:
     flow_id = await _mjpeg_form(hass)
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {"name": "Voron", "url": printer.url, "verify_ssl": True}
+        flow_id,
+        {"name": "Voron", "url": printer.url, "username": " ", "verify_ssl": True},
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Voron"
@@ -173,6 +174,7 @@ def test_normalize_url() -> None:
     assert normalize_url("HTTP://User:pw@Printer.local:80") == "http://printer.local/"
     assert normalize_url(" https://h:443/a?b=1#x ") == "https://h/a?b=1"
     assert normalize_url("http://h:8080/stream") == "http://h:8080/stream"
+    assert normalize_url("http://[::1]:8080/s") == "http://[::1]:8080/s"
 
 
 async def test_options_flow(hass: HomeAssistant, printer: MjpegPrinter) -> None:

@@ -167,3 +167,57 @@ async def test_newer_entry_version_is_refused(hass: HomeAssistant) -> None:
     entry = type(entry)(domain=DOMAIN, data=dict(entry.data), version=2)
     await setup_entry(hass, entry)
     assert entry.state is ConfigEntryState.MIGRATION_ERROR
+
+
+async def test_undo_that_raises_is_logged_and_unwinding_goes_on(
+    hass: HomeAssistant,
+    printer: MjpegPrinter,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    async def broken_undo(ctx) -> bool:
+        calls.append("broken")
+        raise RuntimeError("undo bug")
+
+    async def fail(ctx) -> None:
+        raise RuntimeError("late stage failed")
+
+    stages = list(STAGES)
+    names = [s.name for s in stages]
+    register = names.index("register_stream")
+    original = stages[register]
+
+    async def undo_then_break(ctx) -> bool:
+        assert original.undo is not None
+        await original.undo(ctx)
+        return await broken_undo(ctx)
+
+    stages[register] = Stage(original.name, original.run, undo_then_break)
+    stages.append(Stage("fail", fail))
+    monkeypatch.setattr(startup, "STAGES", tuple(stages))
+    entry = await setup_entry(hass, make_entry(printer.url))
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert calls == ["broken"]
+    assert "undoing stage register_stream failed" in caplog.text
+    await until(lambda: printer.open_connections == 0)
+
+
+async def test_unload_stops_when_platforms_cannot_unload(
+    hass: HomeAssistant, printer: MjpegPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = await setup_entry(hass, make_entry(printer.url))
+
+    async def refuse(*args, **kwargs) -> bool:
+        return False
+
+    monkeypatch.setattr(hass.config_entries, "async_unload_platforms", refuse)
+    assert not await hass.config_entries.async_unload(entry.entry_id)
+    # The stream is still registered: nothing after the platforms was undone.
+    assert entry.runtime_data.context.done
+    assert entry.state is ConfigEntryState.FAILED_UNLOAD
+    monkeypatch.undo()
+    # Home Assistant will not retry; finish the undo ourselves.
+    assert await startup.async_unload_staged(hass, entry)
+    await until(lambda: printer.open_connections == 0)

@@ -112,6 +112,7 @@ OPTIONS_SCHEMA = vol.Schema(
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_FORM_ERRORS = ("cannot_connect", "invalid_auth", "not_mjpeg", "timeout")
 
 
 def normalize_url(url: str) -> str:
@@ -144,16 +145,18 @@ def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
 async def validate_mjpeg(
     hass: HomeAssistant, data: Mapping[str, Any]
 ) -> dict[str, str]:
-    """Fetch one frame with the given settings; return form errors."""
-    if not valid_http_url(data.get(CONF_URL)):
-        return {CONF_URL: "invalid_url"}
+    """Fetch one frame with the given settings; return form errors.
+
+    The stream URL has been checked by the caller (it is the unique id).
+    """
     if (still := data.get(CONF_STILL_URL)) and not valid_http_url(still):
         return {CONF_STILL_URL: "invalid_url"}
     try:
         source = create_source(hass, data)
         await source.fetch_frame(VALIDATE_TIMEOUT)
     except SourceError as err:
-        return {"base": err.reason if err.reason != "protocol_error" else "not_mjpeg"}
+        # A garbled HTTP answer is reported like any failed connection.
+        return {"base": err.reason if err.reason in _FORM_ERRORS else "cannot_connect"}
     except Exception:
         _LOGGER.exception("Unexpected error while checking the camera")
         return {"base": "unknown"}
