@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 
 if TYPE_CHECKING:
+    from .coordinator import PrintCamCoordinator
     from .sources import FrameSource
     from .startup import SetupContext
     from .stream import PrintCamStream
@@ -21,6 +22,8 @@ class PrintCamData:
     stream: PrintCamStream
     context: SetupContext
     """The staged setup's record, which unload undoes."""
+    coordinator: PrintCamCoordinator = field(init=False)
+    """The stream's state for the entities (set by the coordinator stage)."""
 
 
 type PrintCamConfigEntry = ConfigEntry[PrintCamData]

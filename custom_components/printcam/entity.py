@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
 import yarl
 
 from .const import CONF_KIND, CONF_URL, DOMAIN, KIND_MJPEG
+from .coordinator import PrintCamCoordinator
 from .data import PrintCamConfigEntry
 
 MODELS = {KIND_MJPEG: "MJPEG camera"}
@@ -42,3 +44,12 @@ class PrintCamEntity(Entity):
         self.shared_stream = entry.runtime_data.stream
         self._attr_device_info = device_info_for(entry)
         self._attr_unique_id = f"{device_id_for(entry)}_{key}"
+
+
+class PrintCamCoordinatorEntity(PrintCamEntity, CoordinatorEntity[PrintCamCoordinator]):
+    """An entity whose state is read from the coordinator's snapshot."""
+
+    def __init__(self, entry: PrintCamConfigEntry, key: str) -> None:
+        """Attach the entity to the printer's device and the coordinator."""
+        CoordinatorEntity.__init__(self, entry.runtime_data.coordinator)
+        PrintCamEntity.__init__(self, entry, key)

@@ -325,6 +325,11 @@ _BROADCASTERS: dict[str, MjpegBroadcaster] = {}
 _REGISTRY_LOCK = asyncio.Lock()
 
 
+def get_broadcaster(key: str) -> MjpegBroadcaster | None:
+    """Return the registered broadcaster for `key` (live or stopped), if any."""
+    return _BROADCASTERS.get(key)
+
+
 async def get_or_create_broadcaster(
     key: str, factory: Factory, *, grace_seconds: float | None = None
 ) -> MjpegBroadcaster:

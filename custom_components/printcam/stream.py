@@ -195,7 +195,7 @@ class PrintCamStream(SourceEvents):
     @property
     def running(self) -> bool:
         """Return True while an upstream connection is wanted and open."""
-        bc = fanout._BROADCASTERS.get(self.key)  # noqa: SLF001 - registry peek
+        bc = fanout.get_broadcaster(self.key)
         return bc is not None and bc.running and not bc.stopped
 
     def add_listener(self, listener: SnapshotListener) -> Callable[[], None]:
@@ -476,6 +476,7 @@ class PrintCamStream(SourceEvents):
 
     @staticmethod
     async def _drain(queue: asyncio.Queue[bytes]) -> None:
+        # The sentinel is part of the broadcaster's contract.
         while await queue.get() != fanout._UPSTREAM_GONE:  # noqa: SLF001
             pass
 
@@ -484,7 +485,9 @@ class PrintCamStream(SourceEvents):
         was_warm = self.options.keep_warm
         self.options = options
         if was_warm and not options.keep_warm:
-            # Fall back to the grace window from now.
+            # Fall back to the grace window from now; stills served while
+            # warm do not hold it open any longer than that.
+            self._holds.clear()
             self._hold_for("grace", options.idle_grace_s)
         elif options.keep_warm and not was_warm:
             self._ensure_hold_task()

@@ -1,0 +1,69 @@
+"""Binary sensor of a printer's camera stream: frames are flowing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from homeassistant.components.binary_sensor import (
+    BinarySensorDeviceClass,
+    BinarySensorEntity,
+    BinarySensorEntityDescription,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .data import PrintCamConfigEntry
+from .entity import PrintCamCoordinatorEntity
+from .stream import StreamSnapshot, StreamState
+
+# Push: the coordinator writes every entity; there is nothing to poll.
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrintCamBinarySensorEntityDescription(BinarySensorEntityDescription):
+    """Describes one binary sensor and how to read it from the snapshot."""
+
+    value_fn: Callable[[StreamSnapshot], bool]
+
+
+BINARY_SENSORS: tuple[PrintCamBinarySensorEntityDescription, ...] = (
+    PrintCamBinarySensorEntityDescription(
+        key="streaming",
+        translation_key="streaming",
+        device_class=BinarySensorDeviceClass.RUNNING,
+        value_fn=lambda snapshot: snapshot.state is StreamState.STREAMING,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: PrintCamConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the stream's binary sensors."""
+    async_add_entities(
+        PrintCamBinarySensor(entry, description) for description in BINARY_SENSORS
+    )
+
+
+class PrintCamBinarySensor(PrintCamCoordinatorEntity, BinarySensorEntity):
+    """A binary sensor read from the coordinator's snapshot of the stream."""
+
+    entity_description: PrintCamBinarySensorEntityDescription
+
+    def __init__(
+        self,
+        entry: PrintCamConfigEntry,
+        description: PrintCamBinarySensorEntityDescription,
+    ) -> None:
+        """Attach the binary sensor to the printer's device and the coordinator."""
+        super().__init__(entry, description.key)
+        self.entity_description = description
+
+    @property
+    def is_on(self) -> bool:
+        """Return True while frames flow."""
+        return self.entity_description.value_fn(self.coordinator.data)

@@ -1,0 +1,131 @@
+"""Diagnostics of a PrintCam entry: the entry, the stream and its source.
+
+Secrets never leave: fields named like credentials are redacted by key, the
+user info of every URL (``http://user:pass@host``) is redacted, and as a
+last net every configured secret string is replaced wherever it would still
+appear (an error message, a unique id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+import re
+from typing import Any, Final
+
+from homeassistant.components.diagnostics import REDACTED, async_redact_data
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+import yarl
+
+from .const import CONF_PASSWORD, CONF_STILL_URL, CONF_USERNAME
+from .data import PrintCamConfigEntry
+from .stream import StreamSnapshot
+
+TO_REDACT: Final = frozenset({CONF_PASSWORD, CONF_USERNAME, "access_code", "api_key"})
+MIN_SECRET_LENGTH: Final = 4
+"""Shorter secrets are redacted by key and in URLs, not searched in text."""
+_URL_USERINFO: Final = re.compile(r"(?<=://)[^\s/?#@]+@")
+
+
+def _timestamp(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return dt_util.utc_from_timestamp(value).isoformat()
+
+
+def _snapshot(snapshot: StreamSnapshot) -> dict[str, Any]:
+    data = asdict(snapshot)
+    data["state"] = snapshot.state.value
+    data["last_frame_at"] = _timestamp(snapshot.last_frame_at)
+    return data
+
+
+def _secrets(data: Mapping[str, Any]) -> list[str]:
+    """Return the secret strings of the entry's data, longest first."""
+    found: set[str] = set()
+    for key, value in data.items():
+        if not isinstance(value, str) or not value:
+            continue
+        if key in TO_REDACT:
+            found.add(value)
+        elif "://" in value:
+            try:
+                url = yarl.URL(value)
+            except (TypeError, ValueError):
+                continue
+            parts = (url.raw_user, url.user, url.raw_password, url.password)
+            found.update(part for part in parts if part)
+    return sorted(
+        (secret for secret in found if len(secret) >= MIN_SECRET_LENGTH),
+        key=len,
+        reverse=True,
+    )
+
+
+def _scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """Redact URL user info and secret strings in every string of `value`."""
+    if isinstance(value, str):
+        value = _URL_USERINFO.sub(f"{REDACTED}@", value)
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, Mapping):
+        return {key: _scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item, secrets) for item in value]
+    return value
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: PrintCamConfigEntry
+) -> dict[str, Any]:
+    """Return the entry, its options, the stream's state and its source."""
+    runtime = entry.runtime_data
+    stream, source, coordinator = runtime.stream, runtime.source, runtime.coordinator
+    snapshot = stream.snapshot
+    source_stats = asdict(source.stats)
+    last_error = source_stats.pop("last_error")
+    diagnostics = {
+        "entry": {
+            "title": entry.title,
+            "version": entry.version,
+            "minor_version": entry.minor_version,
+            "unique_id": entry.unique_id,
+            "data": async_redact_data(dict(entry.data), TO_REDACT),
+        },
+        "options": dict(entry.options),
+        "stream": {
+            "effective_options": asdict(stream.options),
+            "snapshot": _snapshot(snapshot),
+            "published": _snapshot(coordinator.data),
+            "running": stream.running,
+            "viewers": stream.viewers,
+        },
+        "counters": {
+            "frames": snapshot.frames,
+            "frames_dropped": snapshot.frames_dropped,
+            "frames_skipped": snapshot.frames_skipped,
+            "reconnects": snapshot.reconnects,
+            "upstream_starts": snapshot.upstream_starts,
+            "snapshots_pushed": coordinator.snapshots_seen,
+            "source": source_stats,
+        },
+        "source": {
+            "family": source.family,
+            "host": source.host,
+            "connected": source.connected,
+            "still_url": bool(entry.data.get(CONF_STILL_URL)),
+            "last_error": last_error,
+            "recent_errors": [
+                {
+                    "at": _timestamp(error.at),
+                    "state": error.state.value,
+                    "error": error.error,
+                }
+                for error in coordinator.recent_errors
+            ],
+        },
+    }
+    result: dict[str, Any] = _scrub(diagnostics, _secrets(entry.data))
+    return result

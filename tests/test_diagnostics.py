@@ -1,0 +1,264 @@
+"""Diagnostics, and no configured secret anywhere: diagnostics or logs.
+
+Every log record of every test in this module is collected (all loggers at
+DEBUG); the last test fails if any configured secret, in any encoding a
+client could write it, shows up in one of them or in any diagnostics the
+module produced.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.printcam.config_flow import normalize_url
+from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.diagnostics import REDACTED, _scrub, _secrets
+from custom_components.printcam.sources.base import Backoff
+from printer_sim.mjpeg_server import MjpegPrinter
+
+from .conftest import Viewer, setup_entry, until
+
+USERNAME = "cam-user-Q7xz"
+PASSWORD = "pw-S3cret-9xQk"
+WRONG_PASSWORD = "pw-Wr0ng-4mZt"
+ACCESS_CODE = "ac-31337-code"
+API_KEY = "key-abcdef-12345"
+SECRETS = (USERNAME, PASSWORD, WRONG_PASSWORD, ACCESS_CODE, API_KEY)
+STREAM = "/api/camera_proxy_stream/camera.printer"
+STILL = "/api/camera_proxy/camera.printer"
+
+_LOG_TEXT: list[str] = []
+"""Every log record (formatted, with tracebacks) of this module's tests."""
+_DIAGNOSTICS: list[str] = []
+"""Every diagnostics document this module's tests produced, as JSON."""
+
+
+def _forms(secret: str) -> set[str]:
+    """Return the ways a secret could be written out."""
+    return {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
+
+
+def _leaks(text: str) -> list[str]:
+    found = [s for s in SECRETS for form in _forms(s) if form in text]
+    basic = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    if basic in text:
+        found.append("basic auth header")
+    return found
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _LOG_TEXT.append(self.format(record))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_logs() -> Iterator[None]:
+    """Collect every log record, at DEBUG, for the whole module."""
+    root = logging.getLogger()
+    handler = _Collector()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture
+async def secure_printer(socket_enabled: None) -> AsyncIterator[MjpegPrinter]:
+    """A fake printer camera behind digest authentication."""
+    fake = MjpegPrinter(username=USERNAME, password=PASSWORD, auth="digest")
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def _entry(printer: MjpegPrinter, password: str = PASSWORD) -> MockConfigEntry:
+    """An entry with credentials everywhere they can be configured."""
+    creds = f"{USERNAME}:{password}@"
+    url = printer.url.replace("://", f"://{creds}")
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Printer",
+        data={
+            "kind": "mjpeg",
+            "url": url,
+            "still_url": printer.still_url.replace("://", f"://{creds}"),
+            "username": USERNAME,
+            "password": password,
+            "verify_ssl": True,
+            # Not used by MJPEG cameras; other families store these.
+            "access_code": ACCESS_CODE,
+            "api_key": API_KEY,
+        },
+        options={"max_fps": 0, "stall_s": 10},
+        unique_id=normalize_url(url),  # what the config flow stores
+    )
+
+
+def _masked(value: Any, port: int) -> Any:
+    """Replace the printer's random port, so snapshots are stable."""
+    if isinstance(value, str):
+        return value.replace(f":{port}", ":<port>")
+    if isinstance(value, dict):
+        return {k: _masked(v, port) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, port) for v in value]
+    return value
+
+
+async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    # Diagnostics registers HTTP views: before the first client freezes them.
+    assert await async_setup_component(hass, "diagnostics", {})
+    return await setup_entry(hass, entry)
+
+
+async def _diagnostics(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, entry: MockConfigEntry
+) -> dict[str, Any]:
+    result = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    text = json.dumps(result)
+    _DIAGNOSTICS.append(text)
+    assert not _leaks(text), _leaks(text)
+    return result
+
+
+async def test_diagnostics_snapshot(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    secure_printer: MjpegPrinter,
+    snapshot: SnapshotAssertion,
+) -> None:
+    entry = await _setup(hass, _entry(secure_printer))
+    assert entry.state is ConfigEntryState.LOADED
+    await until(lambda: secure_printer.open_connections == 0)
+    result = await _diagnostics(hass, hass_client, entry)
+    assert _masked(result, secure_printer.port) == snapshot
+    data = result["entry"]["data"]
+    for key in ("username", "password", "access_code", "api_key"):
+        assert data[key] == REDACTED
+    assert data["url"] == f"http://{REDACTED}@127.0.0.1:{secure_printer.port}/stream"
+    assert data["still_url"].startswith(f"http://{REDACTED}@127.0.0.1:")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_diagnostics_while_streaming_and_after_a_drop(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    secure_printer: MjpegPrinter,
+) -> None:
+    entry = await _setup(hass, _entry(secure_printer))
+    entry.runtime_data.source.backoff = Backoff(initial=0.1, cap=0.3)
+    client = await hass_client()
+    # A still while idle goes through the still URL (credentials in it).
+    response = await client.get(STILL)
+    assert response.status == 200
+    viewer = Viewer(await client.get(STREAM))
+    await viewer.wait_frames(5)
+    secure_printer.drop_all()
+    await until(lambda: entry.runtime_data.stream.snapshot.reconnects == 1)
+    await viewer.wait_frames(len(viewer.frames) + 3)
+
+    result = await _diagnostics(hass, hass_client, entry)
+    stream = result["stream"]
+    assert stream["running"] is True
+    assert stream["viewers"] == 1
+    assert stream["snapshot"]["state"] == "streaming"
+    assert stream["snapshot"]["fps"] > 0
+    assert stream["snapshot"]["last_frame_at"] is not None
+    assert stream["effective_options"]["stall_s"] == 10
+    counters = result["counters"]
+    assert counters["reconnects"] == 1
+    assert counters["frames"] >= 8
+    assert counters["snapshots_pushed"] >= counters["frames"]
+    assert counters["source"]["connects"] >= 2
+    source = result["source"]
+    assert source["family"] == "mjpeg"
+    assert source["host"] == f"127.0.0.1:{secure_printer.port}"
+    assert source["still_url"] is True
+    assert source["connected"] is True
+    assert source["last_error"].startswith("cannot_connect:")
+    assert [e["state"] for e in source["recent_errors"]] == ["reconnecting"]
+    await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_wrong_password_is_auth_failed_without_leaking_it(
+    hass: HomeAssistant, secure_printer: MjpegPrinter
+) -> None:
+    entry = await _setup(hass, _entry(secure_printer, password=WRONG_PASSWORD))
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert "refused" in (entry.reason or "")
+    assert not _leaks(entry.reason or "")
+
+
+def test_scrub_redacts_url_user_info_and_secret_strings() -> None:
+    data = {
+        "url": f"http://{USERNAME}:{PASSWORD}@h/s",
+        "still_url": "http://[bad",  # not a URL yarl accepts
+        "password": "abc",  # too short to search in text, redacted by key
+        "api_key": API_KEY,
+        "port": 80,
+    }
+    secrets = _secrets(data)
+    assert secrets == sorted([USERNAME, PASSWORD, API_KEY], key=len, reverse=True)
+    scrubbed = _scrub(
+        {
+            "error": f"boom at https://x:y@h/ with {API_KEY}",
+            "list": [f"{PASSWORD}!", ("abc",)],
+            "n": 3,
+        },
+        secrets,
+    )
+    assert scrubbed == {
+        "error": f"boom at https://{REDACTED}@h/ with {REDACTED}",
+        "list": [f"{REDACTED}!", ["abc"]],
+        "n": 3,
+    }
+
+
+async def test_no_secret_in_diagnostics_or_any_log_record(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    secure_printer: MjpegPrinter,
+) -> None:
+    """Runs last: checks every record and diagnostics of this module."""
+    # Its own pass too, so it means something when run alone.
+    entry = await _setup(hass, _entry(secure_printer))
+    client = await hass_client()
+    viewer = Viewer(await client.get(STREAM))
+    await viewer.wait_frames(3)
+    await _diagnostics(hass, hass_client, entry)
+    await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    assert _DIAGNOSTICS
+    # DEBUG logging really was collected, the integration's own included.
+    assert len(_LOG_TEXT) > 100
+    assert any(text.startswith("custom_components.printcam") for text in _LOG_TEXT)
+    # The collector sees what a leak would look like.
+    assert _leaks(f"GET http://{USERNAME}:{PASSWORD}@host/")
+    for text in _DIAGNOSTICS:
+        assert not _leaks(text), _leaks(text)
+    leaking = [(text, _leaks(text)) for text in _LOG_TEXT if _leaks(text)]
+    assert not leaking, leaking[:5]
