@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from .base import (
+    CameraPortClosed,
     CannotConnect,
+    CertificateMismatch,
     FrameSource,
     InvalidAuth,
+    InvalidSerial,
     NotMjpeg,
     ProtocolError,
     SourceError,
@@ -15,9 +18,12 @@ from .base import (
 )
 
 __all__ = [
+    "CameraPortClosed",
     "CannotConnect",
+    "CertificateMismatch",
     "FrameSource",
     "InvalidAuth",
+    "InvalidSerial",
     "NotMjpeg",
     "ProtocolError",
     "SourceError",

@@ -29,9 +29,14 @@ BACKOFF_RESET_AFTER = 60.0
 
 
 class SourceError(Exception):
-    """A camera source failed. `reason` is a stable, translatable key."""
+    """A camera source failed. `reason` is a stable, translatable key.
+
+    A `permanent` error cannot be fixed by retrying (credentials, a foreign
+    certificate): the reconnect loop raises it instead of backing off.
+    """
 
     reason = "cannot_connect"
+    permanent = False
 
 
 class CannotConnect(SourceError):
@@ -44,6 +49,7 @@ class InvalidAuth(SourceError):
     """The printer refused the credentials (HTTP 401/403, wrong access code)."""
 
     reason = "invalid_auth"
+    permanent = True
 
 
 class NotMjpeg(SourceError):
@@ -198,8 +204,9 @@ class FrameSource(ABC):
     async def frames(self, disconnect: asyncio.Event) -> AsyncGenerator[bytes]:
         """Yield frames, reconnecting with backoff, until `disconnect` is set.
 
-        `InvalidAuth` is raised out (retrying cannot fix credentials); every
-        other error is reported and retried. The previous connection is
+        Permanent errors (`InvalidAuth`, `CertificateMismatch`,
+        `InvalidSerial`) are raised out: retrying cannot fix them. Every other
+        error is reported and retried. The previous connection is
         always fully closed before the next one opens.
         """
         attempt = 0
@@ -216,12 +223,11 @@ class FrameSource(ABC):
                         yield frame
                         if disconnect.is_set():
                             return
-            except InvalidAuth as err:
-                self._note_error(err)
-                self.events.on_disconnected(err, None)
-                raise
             except SourceError as err:
                 self._note_error(err)
+                if err.permanent:
+                    self.events.on_disconnected(err, None)
+                    raise
                 error = err
             finally:
                 if self._connected_at is not None:
@@ -241,3 +247,43 @@ class FrameSource(ABC):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await disconnect.wait()
+
+
+class CameraPortClosed(CannotConnect):
+    """The printer is up but refuses its camera port (camera or LAN view off)."""
+
+    reason = "camera_port_closed"
+
+
+class CertificateMismatch(SourceError):
+    """The printer presented another TLS certificate than the pinned one.
+
+    Raised before any credential is sent. `expected` and `presented` are
+    lowercase hex SHA-256 fingerprints (`presented` is None when the peer
+    sent no certificate).
+    """
+
+    reason = "cert_mismatch"
+    permanent = True
+
+    def __init__(self, message: str, *, expected: str, presented: str | None) -> None:
+        """Keep both fingerprints for diagnostics and repairs."""
+        super().__init__(message)
+        self.expected = expected
+        self.presented = presented
+
+
+class InvalidSerial(SourceError):
+    """The printer's certificate names another serial number than configured.
+
+    Raised before any credential is sent.
+    """
+
+    reason = "invalid_serial"
+    permanent = True
+
+    def __init__(self, message: str, *, serial: str, common_name: str) -> None:
+        """Keep the configured serial and the certificate's common name."""
+        super().__init__(message)
+        self.serial = serial
+        self.common_name = common_name

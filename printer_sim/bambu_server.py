@@ -1,0 +1,746 @@
+"""A fake Bambu Lab P1 / A1 chamber camera: JPEG frames over TLS on 127.0.0.1.
+
+`BambuPrinter` speaks the port-6000 protocol of docs/printers.md: a TLS
+server with a self-signed certificate whose CN is the serial, an 80-byte
+login packet (no reply; a wrong access code makes it hang up), then frames,
+each a 16-byte little-endian header (payload size, itrack 0, flags 1,
+reserved 0) and the JPEG payload. One *mode* per connection, taken when the
+connection is accepted (`set_mode` affects new connections only):
+
+=========== ===============================================================
+mode        what the printer does
+=========== ===============================================================
+good        a frame every ``1 / fps`` seconds, the first one at once
+wrong_code  reads the login, then hangs up without a byte (any code)
+slow        one frame every 5 s (0.2 fps), whatever ``fps`` says
+split       header and payload written in tiny pieces (1 to 13 bytes),
+            draining and yielding between pieces
+oversize    a header claiming 5 MiB, then 4 KiB of garbage, then nothing
+bad_markers correct headers, payloads without ``FF D8`` / ``FF D9``
+zero_size   headers of size 0 without payload
+garbage     random bytes where headers belong
+stall       accepts the login, then sends nothing; keeps the connection
+refuse      stops listening, like `refuse()` (`accept()` listens again)
+accept_hang accepts the TCP connection, never answers the TLS handshake
+one_client  like good; a connection accepted while another one is open
+            counts in `concurrent_violations`
+=========== ===============================================================
+
+``max_clients`` mimics the real limit: a connection accepted while that
+many are open completes TLS and the login, then stalls (no frames).
+
+Connections are counted at the TCP level (the listening socket is plain TCP
+and `loop.start_tls` runs the handshake on the counted connection), so a
+client that hangs up before or during the handshake is counted too. A
+connection stops being *open* as soon as either side hangs up, and is
+*closed* once its socket is; `close()` waits until every accepted
+connection is closed and every handler has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+import contextlib
+from dataclasses import dataclass, field
+import logging
+import random
+import secrets
+import ssl
+import struct
+from typing import Any, Final, Self, cast
+
+from .certs import Certificate, make_certificate, server_context
+from .jpeg import numbered_jpeg
+
+__all__ = ["MODES", "BambuConnection", "BambuPrinter"]
+
+_LOGGER = logging.getLogger(__name__)
+
+MODES: Final = frozenset(
+    {
+        "good",
+        "wrong_code",
+        "slow",
+        "split",
+        "oversize",
+        "bad_markers",
+        "zero_size",
+        "garbage",
+        "stall",
+        "refuse",
+        "accept_hang",
+        "one_client",
+    }
+)
+AUTH_SIZE: Final = 80
+HEADER: Final = struct.Struct("<IIII")
+SLOW_FPS: Final = 0.2
+OVERSIZE: Final = 5 * 1024 * 1024
+CLOSE_TIMEOUT: Final = 5.0
+"""How long `close()` waits for the connections to close."""
+_ABORT_AFTER: Final = 1.0
+"""In `close()`: abort connections that a graceful close did not end by then."""
+_HANDSHAKE_TIMEOUT: Final = 10.0
+_SHUTDOWN_TIMEOUT: Final = 2.0
+_SPLIT_SIZES: Final = (1, 2, 3, 5, 7, 11, 13)
+_AUTH_HEAD: Final = struct.pack("<IIII", 0x40, 0x3000, 0, 0)
+_AUTH_USER: Final = b"bblp".ljust(32, b"\0")
+_STREAMING_MODES: Final = frozenset({"good", "slow", "split", "one_client"})
+
+
+@dataclass(slots=True)
+class BambuConnection:
+    """One TCP connection the printer accepted."""
+
+    index: int
+    """1 for the first connection the printer ever accepted."""
+    mode: str
+    """The printer's mode when the connection was accepted."""
+    peer: str = ""
+    open: bool = True
+    """False once either side hung up."""
+    closed: bool = False
+    """True once the socket is fully closed."""
+    hung_up_by: str | None = None
+    """``"client"`` or ``"server"``: who ended the connection first."""
+    handshake: str = "pending"
+    """``pending``, ``done``, ``failed`` or ``never`` (accept_hang)."""
+    over_limit: bool = False
+    """Accepted beyond ``max_clients``: it gets no frames."""
+    auth_packet: bytes | None = field(default=None, repr=False)
+    """The 80 login bytes received (None: none arrived)."""
+    authenticated: bool = False
+    frames: list[bytes] = field(default_factory=list, repr=False)
+    """Frames written on this connection, in order."""
+    tcp: asyncio.Transport | None = field(default=None, repr=False)
+    tls: asyncio.Transport | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True, frozen=True)
+class _Hooks:
+    """The printer's callbacks, for the protocol."""
+
+    made: Callable[[BambuConnection, asyncio.Transport], None]
+    serve: Callable[[_CountingProtocol, asyncio.Transport], None]
+    hang_up: Callable[[BambuConnection, str], None]
+    lost: Callable[[BambuConnection], None]
+
+
+class _CountingProtocol(asyncio.Protocol):
+    """Sees a connection's whole TCP life; under TLS it feeds a StreamReader.
+
+    It is the TCP protocol until `loop.start_tls` takes the transport over,
+    then the application protocol of the TLS layer, forwarding to a
+    `StreamReaderProtocol` (bytes that arrive before that one is connected
+    are kept for it).
+    """
+
+    def __init__(
+        self, hooks: _Hooks, record: BambuConnection, context: ssl.SSLContext
+    ) -> None:
+        self._hooks = hooks
+        self.record = record
+        self.context = context
+        self.reader = asyncio.StreamReader()
+        self.inner = asyncio.StreamReaderProtocol(self.reader)
+        self._inner_made = False
+        self._early = bytearray()
+        self._early_eof = False
+        self._swallow = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the TCP connection, then start the TLS handshake (or not)."""
+        tcp = cast("asyncio.Transport", transport)
+        self._hooks.made(self.record, tcp)
+        if tcp.is_closing():
+            return  # accepted while the printer closes
+        if self.record.mode == "accept_hang":
+            self.record.handshake = "never"
+            self._swallow = True
+            return  # keep reading (and ignoring) so a hang-up is seen
+        tcp.pause_reading()  # no byte may be read before the handshake
+        self._hooks.serve(self, tcp)
+
+    def start_inner(self, tls: asyncio.Transport) -> None:
+        """Connect the StreamReader to the TLS transport."""
+        self._inner_made = True
+        self.inner.connection_made(tls)
+        if self._early:
+            self.inner.data_received(bytes(self._early))
+            self._early.clear()
+        if self._early_eof:
+            self.inner.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        """Forward login bytes (accept_hang: ignore them)."""
+        if self._inner_made:
+            self.inner.data_received(data)
+        elif not self._swallow:
+            # Decrypted bytes that arrive between the end of the handshake
+            # and `start_inner`.
+            self._early += data
+
+    def eof_received(self) -> bool | None:
+        """Mark the connection no longer open: the client hung up (FIN or close_notify)."""
+        self._hooks.hang_up(self.record, "client")
+        if self._inner_made:
+            self.inner.eof_received()
+        else:
+            self._early_eof = True
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Count the connection closed."""
+        try:
+            if self._inner_made:
+                self.inner.connection_lost(exc)
+        finally:
+            self._hooks.lost(self.record)
+
+    def pause_writing(self) -> None:
+        """Forward flow control to the StreamWriter."""
+        if self._inner_made:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        """Forward flow control to the StreamWriter."""
+        if self._inner_made:
+            self.inner.resume_writing()
+
+
+class BambuPrinter:
+    """A fake Bambu Lab port-6000 camera on a real socket (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        serial: str = "01P00A000000001",
+        access_code: str = "12345678",
+        frames: Sequence[bytes] | Callable[[int], bytes] | None = None,
+        fps: float = 2.0,
+        mode: str = "good",
+        max_clients: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_cn: str | None = None,
+        record_frames: bool = True,
+        seed: int = 0,
+    ) -> None:
+        """Configure the printer; nothing listens before `start()`.
+
+        ``frames`` is a sequence played in a loop, a function of the frame
+        number (0, 1, 2, ... across all connections), or None for
+        `numbered_jpeg`. ``cert_cn`` defaults to ``serial``.
+        """
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        if max_clients is not None and max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
+        self._check_mode(mode)
+        self.serial = serial
+        self.access_code = access_code
+        self._frames = frames
+        self.fps = fps
+        self.mode = mode
+        self.max_clients = max_clients
+        self.host = host
+        self.port = port
+        self.cert_cn = serial if cert_cn is None else cert_cn
+        self.record_frames = record_frames
+        """Keep every frame sent (tests); a long-running demo turns it off."""
+        self._rng = random.Random(seed)  # noqa: S311 - garbage bytes, not crypto
+
+        # Counters a test reads.
+        self.connections: list[BambuConnection] = []
+        self.total_connections = 0
+        self.max_open_connections = 0
+        self.handshakes = 0
+        """TLS handshakes completed."""
+        self.handshake_failures = 0
+        self.auth_packets: list[bytes] = []
+        """Every login packet received, in order (they hold the access code)."""
+        self.auth_ok = 0
+        self.auth_failures = 0
+        self.auth_missing = 0
+        """Connections that completed TLS but closed before a whole login."""
+        self.concurrent_violations = 0
+        """one_client mode: connections accepted while another was open."""
+        self.over_limit_connections = 0
+        self.frames_sent: list[bytes] = []
+        """Every valid frame sent, in send order, over all connections."""
+        self.frames_count = 0
+        """Valid frames sent (also counted when `record_frames` is off)."""
+        self.bad_frames_sent = 0
+        """Broken headers or payloads sent (oversize, zero_size, ...)."""
+
+        self._certificate: Certificate | None = None
+        self._context: ssl.SSLContext | None = None
+        self._frame_index = 0
+        self._running = asyncio.Event()
+        self._running.set()
+        self._closing = False
+        self._started = False
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Server | None = None
+        self._old_listeners: list[asyncio.Server] = []
+        self._hooks = _Hooks(
+            self._on_made, self._start_serving, self._on_hang_up, self._on_lost
+        )
+
+    @staticmethod
+    def _check_mode(mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Make the certificate and listen (on a free port when ``port`` is 0)."""
+        if self._started:
+            raise RuntimeError("already started")
+        self._started = True
+        self.regenerate_certificate()
+        await self.accept()
+        if self.mode == "refuse":
+            self.refuse()
+
+    async def accept(self) -> None:
+        """Listen (again, after `refuse()`) on the same port."""
+        if not self._started:
+            raise RuntimeError("not started")
+        if self._listener is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self._protocol_factory, self.host, self.port, reuse_address=True
+        )
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    def refuse(self) -> None:
+        """Stop listening: new connections are refused, open ones stay."""
+        if self._listener is not None:
+            self._listener.close()
+            self._old_listeners.append(self._listener)
+            self._listener = None
+
+    async def close(self) -> None:
+        """Stop serving, close every connection and wait until all are closed.
+
+        Raises AssertionError (listing them) when a connection is still not
+        closed after `CLOSE_TIMEOUT` seconds.
+        """
+        self._closing = True
+        self._running.set()
+        self.refuse()
+        self._changed()
+        # Let accept callbacks already queued create their protocols, so a
+        # connection accepted right now is counted (and closed) below.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for record in self.connections:
+            self._hang_up(record)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_TIMEOUT
+        with contextlib.suppress(AssertionError):
+            await self.wait_for(BambuPrinter._all_done, timeout=_ABORT_AFTER)
+        # A client that stopped reading keeps a TLS shutdown pending.
+        for record in self.connections:
+            if record.tcp is not None and not record.closed:
+                record.tcp.abort()
+        try:
+            await self.wait_for(
+                BambuPrinter._all_done, timeout=max(0.0, deadline - loop.time())
+            )
+        finally:
+            await self._finish_tasks(max(0.1, deadline - loop.time()))
+            for listener in self._old_listeners:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                        await listener.wait_closed()
+            self._old_listeners.clear()
+
+    async def _finish_tasks(self, timeout: float) -> None:  # noqa: ASYNC109
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in list(self._tasks):  # pragma: no cover - handlers end by then
+            task.cancel()
+        if self._tasks:  # pragma: no cover
+            await asyncio.wait(set(self._tasks))
+
+    async def __aenter__(self) -> Self:
+        """Start the printer."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the printer."""
+        await self.close()
+
+    # ------------------------------------------------------------- controls
+
+    def pause(self) -> None:
+        """Hold frames back; connections stay open."""
+        self._running.clear()
+        self._changed()
+
+    def resume(self) -> None:
+        """Send frames again after `pause()`."""
+        self._running.set()
+        self._changed()
+
+    def drop_all(self) -> int:
+        """Hang up every open connection; return how many."""
+        count = 0
+        for record in self.connections:
+            if record.open:
+                self._hang_up(record)
+                count += 1
+        return count
+
+    def set_mode(self, mode: str) -> None:
+        """Use ``mode`` for connections accepted from now on.
+
+        ``refuse`` stops listening at once; call `accept()` to listen again.
+        """
+        self._check_mode(mode)
+        self.mode = mode
+        if mode == "refuse":
+            self.refuse()
+
+    def regenerate_certificate(self) -> str:
+        """Use a new key and certificate (same CN) for new connections.
+
+        Like a printer that was reset or replaced. Returns the new fingerprint.
+        """
+        self._certificate = make_certificate(self.cert_cn)
+        self._context = server_context(self._certificate)
+        return self._certificate.sha256
+
+    # ------------------------------------------------------------- queries
+
+    @property
+    def certificate(self) -> Certificate:
+        """Return the current certificate (after `start()`)."""
+        if self._certificate is None:
+            raise RuntimeError("not started")
+        return self._certificate
+
+    @property
+    def cert_der(self) -> bytes:
+        """Return the current certificate, DER encoded."""
+        return self.certificate.der
+
+    @property
+    def cert_sha256(self) -> str:
+        """Return the lowercase hex SHA-256 of the current DER certificate."""
+        return self.certificate.sha256
+
+    @property
+    def listening(self) -> bool:
+        """Return True while new connections are accepted."""
+        return self._listener is not None
+
+    @property
+    def paused(self) -> bool:
+        """Return True while `pause()` holds the frames back."""
+        return not self._running.is_set()
+
+    @property
+    def open_connections(self) -> int:
+        """Return how many connections neither side has hung up yet."""
+        return sum(1 for record in self.connections if record.open)
+
+    @property
+    def live_connections(self) -> list[BambuConnection]:
+        """Return the connections whose socket is not fully closed yet."""
+        return [record for record in self.connections if not record.closed]
+
+    def status(self) -> dict[str, Any]:
+        """Return the counters."""
+        return {
+            "mode": self.mode,
+            "listening": self.listening,
+            "total_connections": self.total_connections,
+            "open_connections": self.open_connections,
+            "max_open_connections": self.max_open_connections,
+            "handshakes": self.handshakes,
+            "handshake_failures": self.handshake_failures,
+            "auth_ok": self.auth_ok,
+            "auth_failures": self.auth_failures,
+            "auth_missing": self.auth_missing,
+            "concurrent_violations": self.concurrent_violations,
+            "over_limit_connections": self.over_limit_connections,
+            "frames_sent": self.frames_count,
+            "bad_frames_sent": self.bad_frames_sent,
+            "paused": self.paused,
+        }
+
+    async def wait_for(
+        self,
+        predicate: Callable[[BambuPrinter], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 - a test helper's bound
+    ) -> None:
+        """Wait until ``predicate(self)`` is true; AssertionError after ``timeout``.
+
+        The predicate is checked again after every change of the counters
+        (connections, logins, frames), so no polling is involved.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self):
+                    await self._next_change()
+        except TimeoutError:
+            raise AssertionError(
+                f"printer condition not met within {timeout:g} s: {self.status()}; "
+                f"live connections: {self.live_connections}"
+            ) from None
+
+    def _all_done(self) -> bool:
+        """Return True when every connection is closed and every handler done."""
+        return not self._tasks and all(record.closed for record in self.connections)
+
+    async def _next_change(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
+    def _changed(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------ TCP accounting
+
+    def _protocol_factory(self) -> asyncio.Protocol:
+        """Count an accepted connection."""
+        if self._context is None:  # pragma: no cover - listening implies started
+            raise RuntimeError("not started")
+        others = self.open_connections
+        record = BambuConnection(index=len(self.connections) + 1, mode=self.mode)
+        if self.mode == "one_client" and others:
+            self.concurrent_violations += 1
+            _LOGGER.warning(
+                "one_client printer: connection %d while %d open",
+                record.index,
+                others,
+            )
+        if self.max_clients is not None and others >= self.max_clients:
+            record.over_limit = True
+            self.over_limit_connections += 1
+        self.connections.append(record)
+        self.total_connections += 1
+        self.max_open_connections = max(
+            self.max_open_connections, self.open_connections
+        )
+        self._changed()
+        return _CountingProtocol(self._hooks, record, self._context)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._changed()
+
+    def _start_serving(
+        self, protocol: _CountingProtocol, tcp: asyncio.Transport
+    ) -> None:
+        self._spawn(self._serve(protocol, tcp))
+
+    def _on_made(self, record: BambuConnection, tcp: asyncio.Transport) -> None:
+        record.tcp = tcp
+        peer = tcp.get_extra_info("peername")
+        record.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self._closing:
+            self._hang_up(record)
+
+    def _hang_up(self, record: BambuConnection) -> None:
+        """Close a connection from the printer's side."""
+        self._on_hang_up(record, "server")
+        transport = record.tls or record.tcp
+        if transport is not None and not record.closed:
+            transport.close()
+
+    def _on_hang_up(self, record: BambuConnection, by: str) -> None:
+        if record.open:
+            record.open = False
+            record.hung_up_by = by
+            self._changed()
+
+    def _on_lost(self, record: BambuConnection) -> None:
+        self._on_hang_up(record, "server")
+        if not record.closed:
+            record.closed = True
+            record.tcp = record.tls = None
+            self._changed()
+
+    # ------------------------------------------------------------ handlers
+
+    async def _serve(self, protocol: _CountingProtocol, tcp: asyncio.Transport) -> None:
+        """Run the TLS handshake, then the connection's session."""
+        record = protocol.record
+        loop = asyncio.get_running_loop()
+        if tcp.is_closing():
+            return  # closed before the handshake could start
+        try:
+            tls = await loop.start_tls(
+                tcp,
+                protocol,
+                protocol.context,
+                server_side=True,
+                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
+                ssl_shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            )
+        except (OSError, RuntimeError):
+            tls = None
+        if tls is None:
+            # The client hung up during the handshake (or never finished it).
+            record.handshake = "failed"
+            self.handshake_failures += 1
+            self._on_hang_up(record, "client")
+            tcp.close()
+            await asyncio.sleep(0)  # the socket closes on this iteration
+            self._on_lost(record)
+            return
+        record.handshake = "done"
+        record.tls = tls
+        self.handshakes += 1
+        self._changed()
+        writer = asyncio.StreamWriter(tls, protocol.inner, protocol.reader, loop)
+        protocol.start_inner(tls)
+        try:
+            await self._session(record, protocol.reader, writer)
+        finally:
+            self._hang_up(record)
+
+    async def _session(
+        self,
+        record: BambuConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        try:
+            packet = await reader.readexactly(AUTH_SIZE)
+        except (asyncio.IncompleteReadError, OSError):
+            self.auth_missing += 1
+            self._changed()
+            return
+        record.auth_packet = packet
+        self.auth_packets.append(packet)
+        if record.mode == "wrong_code" or not self._login_ok(packet):
+            self.auth_failures += 1
+            self._changed()
+            return  # hang up without a byte
+        record.authenticated = True
+        self.auth_ok += 1
+        self._changed()
+        if record.over_limit or record.mode == "stall":
+            await self._wait(record)
+            return
+        await self._stream(record, writer)
+
+    def _login_ok(self, packet: bytes) -> bool:
+        code = self.access_code.encode("utf-8").ljust(32, b"\0")
+        return (
+            packet[:16] == _AUTH_HEAD
+            and packet[16:48] == _AUTH_USER
+            and secrets.compare_digest(packet[48:80], code)
+        )
+
+    async def _wait(
+        self,
+        record: BambuConnection,
+        predicate: Callable[[], bool] = lambda: False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> bool:
+        """Wait for ``predicate`` (or ``timeout``); False once the connection is gone."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while record.open and not predicate():
+                    await self._next_change()
+        return record.open
+
+    async def _stream(
+        self, record: BambuConnection, writer: asyncio.StreamWriter
+    ) -> None:
+        """Send what the connection's mode sends, paced at fps."""
+        mode = record.mode
+        fps = SLOW_FPS if mode == "slow" else self.fps
+        loop = asyncio.get_running_loop()
+        next_time = loop.time()
+        while await self._wait(record, self._running.is_set):
+            jpeg: bytes | None = None
+            if mode == "oversize":
+                data = HEADER.pack(OVERSIZE, 0, 1, 0) + self._rng.randbytes(4096)
+            elif mode == "zero_size":
+                data = HEADER.pack(0, 0, 1, 0)
+            elif mode == "garbage":
+                data = self._rng.randbytes(1024)
+            elif mode == "bad_markers":
+                frame = self._next_frame()
+                payload = b"\0\0" + frame[2:-2] + b"\0\0"
+                data = HEADER.pack(len(payload), 0, 1, 0) + payload
+            else:
+                jpeg = self._next_frame()
+                data = HEADER.pack(len(jpeg), 0, 1, 0) + jpeg
+            if not await self._send(record, writer, data, split=mode == "split"):
+                return
+            if jpeg is None:
+                self.bad_frames_sent += 1
+            else:
+                if self.record_frames:
+                    record.frames.append(jpeg)
+                    self.frames_sent.append(jpeg)
+                self.frames_count += 1
+            self._changed()
+            if mode == "oversize":
+                await self._wait(record)  # the rest of "5 MiB" never comes
+                return
+            next_time = max(next_time + 1 / fps, loop.time())
+            if not await self._wait(record, timeout=next_time - loop.time()):
+                return
+
+    async def _send(
+        self,
+        record: BambuConnection,
+        writer: asyncio.StreamWriter,
+        data: bytes,
+        *,
+        split: bool,
+    ) -> bool:
+        """Write ``data`` (in tiny pieces when ``split``); False once gone."""
+        pieces = [data]
+        if split:
+            pieces = []
+            offset = 0
+            while offset < len(data):
+                size = _SPLIT_SIZES[len(pieces) % len(_SPLIT_SIZES)]
+                pieces.append(data[offset : offset + size])
+                offset += size
+        try:
+            for piece in pieces:
+                if not record.open:
+                    return False
+                writer.write(piece)
+                await writer.drain()
+                if split:
+                    await asyncio.sleep(0)  # let the client read this piece alone
+        except OSError:
+            return False
+        return True
+
+    def _next_frame(self) -> bytes:
+        index = self._frame_index
+        self._frame_index += 1
+        if self._frames is None:
+            return numbered_jpeg(index)
+        if callable(self._frames):
+            return self._frames(index)
+        return self._frames[index % len(self._frames)]
