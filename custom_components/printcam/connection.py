@@ -14,20 +14,29 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 import yarl
 
 from .const import (
+    BAMBU_CHAMBER_MODELS,
+    CONF_ACCESS_CODE,
+    CONF_CERT_SHA256,
+    CONF_HOST,
     CONF_KIND,
+    CONF_MODEL,
     CONF_PASSWORD,
+    CONF_PORT,
+    CONF_SERIAL,
     CONF_STILL_URL,
     CONF_URL,
     CONF_USERNAME,
     CONF_VERIFY_SSL,
     DEFAULT_VERIFY_SSL,
+    KIND_BAMBU,
     KIND_MJPEG,
     STILL_TIMEOUT,
 )
 from .sources import FrameSource
+from .sources.bambu_chamber import DEFAULT_PORT as BAMBU_PORT, BambuChamberSource
 from .sources.mjpeg_http import MjpegHttpSource
 
-KINDS = (KIND_MJPEG,)
+KINDS = (KIND_MJPEG, KIND_BAMBU)
 
 
 class InvalidConfig(ValueError):
@@ -50,6 +59,9 @@ def validate_data(data: Mapping[str, Any]) -> None:
     kind = data.get(CONF_KIND)
     if kind not in KINDS:
         raise InvalidConfig(f"unknown printer family {kind!r}")
+    if kind == KIND_BAMBU:
+        _validate_bambu(data)
+        return
     if not valid_http_url(data.get(CONF_URL)):
         raise InvalidConfig("the stream URL is not an http(s) URL with a host")
     still = data.get(CONF_STILL_URL)
@@ -57,9 +69,37 @@ def validate_data(data: Mapping[str, Any]) -> None:
         raise InvalidConfig("the still URL is not an http(s) URL with a host")
 
 
+def _validate_bambu(data: Mapping[str, Any]) -> None:
+    for key in (CONF_HOST, CONF_SERIAL, CONF_ACCESS_CODE, CONF_CERT_SHA256):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise InvalidConfig(f"{key} is missing")
+    if data.get(CONF_MODEL) not in BAMBU_CHAMBER_MODELS:
+        raise InvalidConfig(
+            f"model {data.get(CONF_MODEL)!r} has no port-6000 chamber camera"
+        )
+    port = data.get(CONF_PORT, BAMBU_PORT)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise InvalidConfig("the port is not a TCP port number")
+
+
+def create_bambu_source(
+    data: Mapping[str, Any], *, cert_sha256: str | None
+) -> BambuChamberSource:
+    """Return a Bambu chamber camera source; `cert_sha256` None only to capture."""
+    return BambuChamberSource(
+        data[CONF_HOST],
+        data[CONF_SERIAL],
+        data[CONF_ACCESS_CODE],
+        cert_sha256=cert_sha256,
+        port=int(data.get(CONF_PORT, BAMBU_PORT)),
+    )
+
+
 def create_source(hass: HomeAssistant, data: Mapping[str, Any]) -> FrameSource:
     """Return the source for the entry's printer family."""
     validate_data(data)
+    if data[CONF_KIND] == KIND_BAMBU:
+        return create_bambu_source(data, cert_sha256=data[CONF_CERT_SHA256])
     verify_ssl = bool(data.get(CONF_VERIFY_SSL, DEFAULT_VERIFY_SSL))
     return MjpegHttpSource(
         async_get_clientsession(hass, verify_ssl=verify_ssl),

@@ -43,3 +43,17 @@ READ_TIMEOUT: Final = 30.0
 """No byte for this long on an open stream: reconnect."""
 STILL_TIMEOUT: Final = 10.0
 """How long a still request waits for the next frame."""
+
+# Bambu Lab (KIND_BAMBU) entry data keys.
+CONF_HOST: Final = "host"
+CONF_PORT: Final = "port"
+CONF_SERIAL: Final = "serial"
+CONF_ACCESS_CODE: Final = "access_code"
+CONF_MODEL: Final = "model"
+CONF_CERT_SHA256: Final = "cert_sha256"
+
+BAMBU_CHAMBER_MODELS: Final = ("P1P", "P1S", "A1", "A1 mini")
+"""Models whose camera is the JPEG-over-TLS stream on port 6000."""
+BAMBU_RTSPS_MODELS: Final = ("X1C", "X1", "X1E", "H2D", "H2C", "H2S", "P2S", "X2D")
+"""Models whose camera is RTSPS on port 322 (not supported yet)."""
+BAMBU_ACCESS_CODE_LENGTH: Final = 8

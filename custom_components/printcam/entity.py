@@ -7,7 +7,15 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 import yarl
 
-from .const import CONF_KIND, CONF_URL, DOMAIN, KIND_MJPEG
+from .const import (
+    CONF_KIND,
+    CONF_MODEL,
+    CONF_SERIAL,
+    CONF_URL,
+    DOMAIN,
+    KIND_BAMBU,
+    KIND_MJPEG,
+)
 from .coordinator import PrintCamCoordinator
 from .data import PrintCamConfigEntry
 
@@ -21,6 +29,14 @@ def device_id_for(entry: PrintCamConfigEntry) -> str:
 
 def device_info_for(entry: PrintCamConfigEntry) -> DeviceInfo:
     """Describe the printer's device (no credentials in the URL shown)."""
+    if entry.data.get(CONF_KIND) == KIND_BAMBU:
+        return DeviceInfo(
+            identifiers={(DOMAIN, device_id_for(entry))},
+            name=entry.title,
+            manufacturer="Bambu Lab",
+            model=entry.data.get(CONF_MODEL),
+            serial_number=entry.data.get(CONF_SERIAL),
+        )
     info = DeviceInfo(
         identifiers={(DOMAIN, device_id_for(entry))},
         name=entry.title,

@@ -23,12 +23,21 @@ from homeassistant.exceptions import (
     ConfigEntryNotReady,
     HomeAssistantError,
 )
+from homeassistant.helpers import issue_registry as ir
 
 from .connection import InvalidConfig, create_source, still_fetcher, validate_data
 from .const import DOMAIN, PROBE_TIMEOUT
 from .coordinator import PrintCamCoordinator
 from .data import PrintCamData
-from .sources import InvalidAuth, NotMjpeg, SourceError, SourceTimeout
+from .sources import (
+    CameraPortClosed,
+    CertificateMismatch,
+    InvalidAuth,
+    InvalidSerial,
+    NotMjpeg,
+    SourceError,
+    SourceTimeout,
+)
 from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
 
 if TYPE_CHECKING:
@@ -114,6 +123,10 @@ async def _register_stream(ctx: SetupContext) -> None:
         if snapshot.state is StreamState.AUTH_FAILED:
             # The printer refused the credentials while streaming.
             entry.async_start_reauth(hass)
+        elif isinstance(stream.failure, CertificateMismatch):
+            # Another certificate while streaming: the printer was reset
+            # or replaced (or something else answers at its address).
+            async_create_cert_issue(hass, entry, stream.failure)
 
     ctx.cleanups.append(stream.add_listener(_on_snapshot))
     stopped = False
@@ -186,6 +199,40 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+# --- repair issues -----------------------------------------------------------------
+
+
+def _cert_issue_id(entry: PrintCamConfigEntry) -> str:
+    return f"cert_mismatch_{entry.entry_id}"
+
+
+@callback
+def async_create_cert_issue(
+    hass: HomeAssistant, entry: PrintCamConfigEntry, err: CertificateMismatch
+) -> None:
+    """Explain a changed printer certificate and how to accept it."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        _cert_issue_id(entry),
+        is_fixable=False,
+        is_persistent=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key="cert_mismatch",
+        translation_placeholders={
+            "name": entry.title,
+            "expected": err.expected,
+            "presented": err.presented or "none",
+        },
+    )
+
+
+@callback
+def async_clear_cert_issue(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+    """Remove the certificate issue once the printer is trusted again."""
+    ir.async_delete_issue(hass, DOMAIN, _cert_issue_id(entry))
+
+
 # --- running and undoing ---------------------------------------------------------
 
 
@@ -203,9 +250,20 @@ def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError
         cls, key = ConfigEntryAuthFailed, "invalid_auth"
     elif isinstance(err, NotMjpeg):
         cls, key = ConfigEntryError, "not_mjpeg"
+    elif isinstance(err, CertificateMismatch):
+        # Only the user can decide to trust a new certificate.
+        async_create_cert_issue(ctx.hass, ctx.entry, err)
+        cls, key = ConfigEntryError, "cert_mismatch"
+    elif isinstance(err, InvalidSerial):
+        cls, key = ConfigEntryError, "invalid_serial"
     else:  # printer off, unreachable or too slow: Home Assistant retries
         cls = ConfigEntryNotReady
-        key = "timeout" if isinstance(err, SourceTimeout) else "cannot_connect"
+        if isinstance(err, SourceTimeout):
+            key = "timeout"
+        elif isinstance(err, CameraPortClosed):
+            key = "camera_port_closed"
+        else:
+            key = "cannot_connect"
     return cls(
         translation_domain=DOMAIN,
         translation_key=key,
@@ -245,6 +303,7 @@ async def async_setup_staged(hass: HomeAssistant, entry: PrintCamConfigEntry) ->
         if isinstance(err, InvalidConfig | SourceError):
             raise _config_entry_error(err, ctx) from err
         raise
+    async_clear_cert_issue(hass, entry)
 
 
 async def async_unload_staged(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:

@@ -172,6 +172,8 @@ class PrintCamStream(SourceEvents):
         self._hold_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ever_connected = False
+        self.failure: SourceError | None = None
+        """The permanent error that stopped the upstream, until it runs again."""
         self._pump: asyncio.Task[Any] | None = None
         self._restart_requested = False
 
@@ -243,6 +245,7 @@ class PrintCamStream(SourceEvents):
 
     def on_connected(self) -> None:
         """Count a reconnect; streaming itself starts with the first frame."""
+        self.failure = None
         if self._ever_connected:
             self._publish(reconnects=self._snapshot.reconnects + 1)
         self._ever_connected = True
@@ -256,6 +259,8 @@ class PrintCamStream(SourceEvents):
     ) -> None:
         """Publish why the connection ended (`retry_in` None: giving up)."""
         self._fps.clear()
+        if retry_in is None:
+            self.failure = error
         if isinstance(error, InvalidAuth):
             self._publish(state=StreamState.AUTH_FAILED, **self._stats_changes())
             return
@@ -346,8 +351,10 @@ class PrintCamStream(SourceEvents):
             self._watchdog.cancel()
             self._watchdog = None
             self._fps.clear()
-            if self._snapshot.state is not StreamState.AUTH_FAILED:
+            if self.failure is None:
                 self._set_state(StreamState.IDLE)
+            # else: auth_failed / unreachable stays shown until a new
+            # upstream gets frames (credentials or certificate fixed).
             self._publish(fps=0.0)
 
     def _take_back_restart(self) -> bool:

@@ -1,0 +1,416 @@
+"""Bambu Lab P1/A1 printers through Home Assistant, against a fake printer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant import config_entries
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.sources.base import Backoff
+from printer_sim.bambu_server import BambuPrinter
+
+from .conftest import Viewer, setup_entry, until
+
+SERIAL = "01P00A392800001"
+CODE = "12345678"
+
+
+@pytest.fixture
+async def bambu(socket_enabled: None) -> AsyncIterator[BambuPrinter]:
+    """A fake P1S chamber camera at 10 fps that tolerates one client."""
+    printer = BambuPrinter(serial=SERIAL, access_code=CODE, fps=10.0, mode="one_client")
+    await printer.start()
+    yield printer
+    await printer.close()
+    assert printer.concurrent_violations == 0
+
+
+def bambu_entry(printer: BambuPrinter, **changes: Any) -> MockConfigEntry:
+    data = {
+        "kind": "bambu",
+        "host": "127.0.0.1",
+        "port": printer.port,
+        "serial": SERIAL,
+        "access_code": CODE,
+        "model": "P1S",
+        "cert_sha256": printer.cert_sha256,
+        **changes,
+    }
+    return MockConfigEntry(
+        domain=DOMAIN, title="Bambu Lab P1S", data=data, unique_id=SERIAL
+    )
+
+
+def user_input(printer: BambuPrinter, **changes: Any) -> dict[str, Any]:
+    return {
+        "host": "127.0.0.1",
+        "serial": SERIAL,
+        "access_code": CODE,
+        "model": "P1S",
+        "advanced": {"port": printer.port},
+        **changes,
+    }
+
+
+async def _bambu_form(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["bambu", "mjpeg"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "bambu"}
+    )
+    assert result["step_id"] == "bambu"
+    return result["flow_id"]
+
+
+async def test_user_flow_pins_the_certificate(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    flow_id = await _bambu_form(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(bambu, serial=SERIAL.lower())
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == {
+        "kind": "bambu",
+        "host": "127.0.0.1",
+        "port": bambu.port,
+        "serial": SERIAL,
+        "access_code": CODE,
+        "model": "P1S",
+        "cert_sha256": bambu.cert_sha256,
+    }
+    assert result["result"].unique_id == SERIAL
+    await hass.async_block_till_done()
+    assert hass.states.get("camera.bambu_lab_p1s") is not None
+    entry = result["result"]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await bambu.wait_for(lambda p: p.open_connections == 0)
+    assert bambu.max_open_connections == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "printer_setup", "errors"),
+    [
+        ({"access_code": "87654321"}, None, {"base": "invalid_auth"}),
+        ({"access_code": "1234"}, None, {"access_code": "invalid_access_code"}),
+        ({"model": "X1C"}, None, {"model": "rtsps_model"}),
+        ({"serial": "01P00A999999999"}, None, {"base": "invalid_serial"}),
+        ({}, "refuse", {"base": "camera_port_closed"}),
+        ({}, "accept_hang", {"base": "timeout"}),
+    ],
+)
+async def test_user_flow_errors_then_recovers(
+    hass: HomeAssistant,
+    bambu: BambuPrinter,
+    changes: dict[str, Any],
+    printer_setup: str | None,
+    errors: dict[str, str],
+) -> None:
+    flow_id = await _bambu_form(hass)
+    if printer_setup == "refuse":
+        bambu.refuse()
+    elif printer_setup:
+        bambu.set_mode(printer_setup)
+    with patch("custom_components.printcam.config_flow.VALIDATE_TIMEOUT", 0.5):
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(bambu, **changes)
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert CODE not in str(result)
+    if printer_setup == "refuse":
+        await bambu.accept()
+    # Our side closed the hanging connection; let the fake notice it too
+    # before the next one arrives (both ends share this event loop).
+    await bambu.wait_for(lambda p: p.open_connections == 0)
+    bambu.set_mode("one_client")
+    result = await hass.config_entries.flow.async_configure(flow_id, user_input(bambu))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_duplicate_serial_aborts(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    bambu_entry(bambu).add_to_hass(hass)
+    flow_id = await _bambu_form(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, user_input(bambu))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert bambu.total_connections == 0
+
+
+async def test_discovery_flow_asks_only_the_access_code(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    info = {"host": "127.0.0.1", "serial": SERIAL, "model": "P1S", "name": "Workshop"}
+    with (
+        patch("custom_components.printcam.config_flow.BAMBU_PORT", bambu.port),
+        patch("custom_components.printcam.connection.BAMBU_PORT", bambu.port),
+    ):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN,
+            context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+            data=info,
+        )
+        assert result["type"] is FlowResultType.FORM
+        assert result["step_id"] == "discovery_confirm"
+        assert list(result["data_schema"].schema) == ["access_code"]
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"access_code": "nope"}
+        )
+        assert result["errors"] == {"access_code": "invalid_access_code"}
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"access_code": CODE}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert result["title"] == "Workshop"
+        assert result["data"]["cert_sha256"] == bambu.cert_sha256
+        assert "port" not in result["data"]  # printers always use 6000
+        await hass.async_block_till_done()
+        assert result["result"].state is ConfigEntryState.LOADED
+        assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_discovery_unknown_model_asks_it(hass: HomeAssistant) -> None:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+        data={"host": "127.0.0.1", "serial": SERIAL, "model": None, "name": None},
+    )
+    assert result["step_id"] == "discovery_confirm"
+    assert list(result["data_schema"].schema) == ["access_code", "model"]
+
+
+async def test_discovery_of_rtsps_model_aborts(hass: HomeAssistant) -> None:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+        data={"host": "10.0.0.9", "serial": "00M09A350100001", "model": "X1C"},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "rtsps_model"
+
+
+async def test_discovery_of_configured_printer_updates_host(
+    hass: HomeAssistant,
+) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        data={"kind": "bambu", "host": "10.0.0.1", "serial": SERIAL},
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+        data={"host": "10.0.0.2", "serial": SERIAL, "model": "P1S"},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data["host"] == "10.0.0.2"
+
+
+async def test_viewers_and_stills_share_one_tls_connection(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    assert entry.state is ConfigEntryState.LOADED
+    await bambu.wait_for(lambda p: p.open_connections == 0)
+    before = bambu.total_connections
+    client = await hass_client()
+    viewers = []
+    for _ in range(3):
+        response = await client.get("/api/camera_proxy_stream/camera.bambu_lab_p1s")
+        assert response.status == 200
+        viewers.append(Viewer(response))
+    stills = await asyncio.gather(
+        *(client.get("/api/camera_proxy/camera.bambu_lab_p1s") for _ in range(10))
+    )
+    bodies = [await r.read() for r in stills]
+    for viewer in viewers:
+        await viewer.wait_frames(5)
+    assert bambu.total_connections - before == 1
+    assert bambu.max_open_connections == 1
+    sent = bambu.frames_sent
+    assert all(body in sent for body in bodies)
+    for viewer in viewers:
+        first = sent.index(viewer.frames[0])
+        assert viewer.frames[:5] == sent[first : first + 5]
+        await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await bambu.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_restart_reload_races_never_open_two_sockets(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    client = await hass_client()
+    response = await client.get("/api/camera_proxy_stream/camera.bambu_lab_p1s")
+    viewer = Viewer(response)
+    await viewer.wait_frames(2)
+    for _ in range(3):
+        await asyncio.gather(
+            hass.services.async_call(
+                "button",
+                "press",
+                {"entity_id": "button.bambu_lab_p1s_restart_stream"},
+                blocking=True,
+            ),
+            hass.services.async_call(
+                "button",
+                "press",
+                {"entity_id": "button.bambu_lab_p1s_restart_stream"},
+                blocking=True,
+            ),
+        )
+    await until(lambda: entry.runtime_data.stream.running)
+    await asyncio.gather(
+        hass.config_entries.async_reload(entry.entry_id),
+        client.get("/api/camera_proxy/camera.bambu_lab_p1s"),
+    )
+    await hass.async_block_till_done()
+    await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await bambu.wait_for(lambda p: p.open_connections == 0)
+    assert bambu.max_open_connections == 1
+    assert bambu.concurrent_violations == 0
+
+
+async def test_wrong_code_at_setup_starts_reauth(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu, access_code="87654321"))
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == [config_entries.SOURCE_REAUTH]
+    flow_id = flows[0]["flow_id"]
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"access_code": "11111111"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"access_code": "x"}
+    )
+    assert result["errors"] == {"access_code": "invalid_access_code"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"access_code": CODE}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.data["access_code"] == CODE
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_certificate_mismatch_raises_repair_and_reconfigure_accepts(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    old = bambu.cert_sha256
+    new = bambu.regenerate_certificate()
+    assert new != old
+    entry = await setup_entry(hass, bambu_entry(bambu, cert_sha256=old))
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    # Refused before the access code was sent.
+    assert bambu.auth_packets == []
+    issue_id = f"cert_mismatch_{entry.entry_id}"
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders["presented"] == new
+
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure_bambu"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
+    )
+    assert result["step_id"] == "reconfigure_certificate"
+    assert result["description_placeholders"]["old"] == old
+    assert result["description_placeholders"]["new"] == new
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.data["cert_sha256"] == new
+    assert entry.state is ConfigEntryState.LOADED
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reconfigure_same_certificate_and_errors(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    result = await entry.start_reconfigure_flow(hass)
+    flow_id = result["flow_id"]
+    bambu.refuse()
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
+    )
+    assert result["errors"] == {"base": "camera_port_closed"}
+    await bambu.accept()
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await bambu.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_reconfigure_refuses_another_printer(
+    hass: HomeAssistant, socket_enabled: None
+) -> None:
+    other = BambuPrinter(serial="01P00A000000999", access_code=CODE)
+    await other.start()
+    try:
+        entry = bambu_entry(other, cert_sha256="00" * 32)
+        entry.add_to_hass(hass)
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"host": "127.0.0.1", "advanced": {"port": other.port}}
+        )
+        assert result["errors"] == {"base": "invalid_serial"}
+    finally:
+        await other.close()
+
+
+async def test_certificate_change_while_streaming_raises_repair(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    entry.runtime_data.source.backoff = Backoff(initial=0.05, cap=0.1)
+    client = await hass_client()
+    viewer = Viewer(await client.get("/api/camera_proxy_stream/camera.bambu_lab_p1s"))
+    await viewer.wait_frames(2)
+    logins = len(bambu.auth_packets)
+    new = bambu.regenerate_certificate()
+    bambu.drop_all()
+    issue_id = f"cert_mismatch_{entry.entry_id}"
+    registry = ir.async_get(hass)
+    await until(lambda: registry.async_get_issue(DOMAIN, issue_id) is not None)
+    issue = registry.async_get_issue(DOMAIN, issue_id)
+    assert issue.translation_placeholders["presented"] == new
+    # The foreign certificate was refused before the access code was sent,
+    # and not retried: the upstream ended and the viewer's stream with it.
+    assert len(bambu.auth_packets) == logins
+    await until(lambda: viewer.ended)
+    assert entry.runtime_data.stream.state == "unreachable"
+    await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
