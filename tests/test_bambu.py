@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import socket
 from typing import Any
 from unittest.mock import patch
 
@@ -12,10 +13,12 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.printcam import discovery
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.sources.base import Backoff
 from printer_sim.bambu_server import BambuPrinter
@@ -414,3 +417,38 @@ async def test_certificate_change_while_streaming_raises_repair(
     assert entry.runtime_data.stream.state == "unreachable"
     await viewer.close()
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_udp_announcement_starts_the_discovery_flow(
+    hass: HomeAssistant, bambu: BambuPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real NOTIFY datagram reaches the listener and opens our flow."""
+    monkeypatch.setattr(discovery, "DISCOVERY_BIND", "127.0.0.1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(discovery, "DISCOVERY_PORT", port)
+    assert await async_setup_component(hass, DOMAIN, {})
+    datagram = (
+        "NOTIFY * HTTP/1.1\r\n"
+        "HOST: 239.255.255.250:1990\r\n"
+        "Server: UPnP/1.0\r\n"
+        "Location: 127.0.0.1\r\n"
+        "NT: urn:bambulab-com:device:3dprinter:1\r\n"
+        f"USN: {SERIAL}\r\n"
+        "DevModel.bambu.com: C12\r\n"
+        "DevName.bambu.com: Garage P1S\r\n"
+        "DevConnect.bambu.com: lan\r\n"
+        "DevBind.bambu.com: free\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(datagram, ("127.0.0.1", port))
+    await until(
+        lambda: bool(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
+    )
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == config_entries.SOURCE_INTEGRATION_DISCOVERY
+    assert flow["context"]["unique_id"] == SERIAL
+    assert flow["step_id"] == "discovery_confirm"
+    assert flow["context"]["title_placeholders"] == {"name": "Garage P1S"}
+    await discovery.async_stop_discovery(hass)

@@ -1,15 +1,28 @@
 """PrintCam: one shared camera connection per 3D printer.
 
 Setup and unload live in `startup.py` (named stages with an undo each);
-this module only hands over to it.
+this module hands over to it, and starts the Bambu Lab discovery listener
+(`discovery.py`) once the integration is loaded.
 """
 
 from __future__ import annotations
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.typing import ConfigType
 
+from .const import DOMAIN
 from .data import PrintCamConfigEntry
+from .discovery import async_start_discovery
 from .startup import async_setup_staged, async_unload_staged
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Start listening for Bambu Lab printers (never fails setup)."""
+    await async_start_discovery(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
