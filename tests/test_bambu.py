@@ -20,7 +20,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.printcam import discovery
 from custom_components.printcam.const import DOMAIN
-from custom_components.printcam.sources.base import Backoff
+from custom_components.printcam.sources.base import Backoff, CameraPortClosed
 from printer_sim.bambu_server import BambuPrinter
 
 from .conftest import Viewer, setup_entry, until
@@ -452,3 +452,80 @@ async def test_udp_announcement_starts_the_discovery_flow(
     assert flow["step_id"] == "discovery_confirm"
     assert flow["context"]["title_placeholders"] == {"name": "Garage P1S"}
     await discovery.async_stop_discovery(hass)
+
+
+async def test_unexpected_error_while_checking(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    flow_id = await _bambu_form(hass)
+    with patch(
+        "custom_components.printcam.config_flow.create_bambu_source",
+        side_effect=RuntimeError("boom"),
+    ):
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(bambu)
+        )
+    assert result["errors"] == {"base": "unknown"}
+
+
+async def test_discovery_confirm_wrong_code_then_right(
+    hass: HomeAssistant, bambu: BambuPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("custom_components.printcam.config_flow.BAMBU_PORT", bambu.port)
+    monkeypatch.setattr("custom_components.printcam.connection.BAMBU_PORT", bambu.port)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+        data={"host": "127.0.0.1", "serial": SERIAL, "model": None, "name": None},
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"access_code": "87654321", "model": "A1"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"access_code": CODE, "model": "A1"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"Bambu Lab {SERIAL}"
+    assert result["data"]["model"] == "A1"
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_reconfigure_validation_errors(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    # Same certificate, but the printer now refuses the stored code.
+    result = await entry.start_reconfigure_flow(hass)
+    bambu.access_code = "00000000"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    # A new certificate shown, then the login fails when trusting it.
+    bambu.regenerate_certificate()
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
+    )
+    assert result["step_id"] == "reconfigure_certificate"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reconfigure_to_the_default_port(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    result = await entry.start_reconfigure_flow(hass)
+    with patch(
+        "custom_components.printcam.config_flow.fetch_certificate",
+        side_effect=CameraPortClosed("refused"),
+    ) as fetch:
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"host": "printer.local", "advanced": {"port": 6000}}
+        )
+    assert fetch.call_args.args[:2] == ("printer.local", 6000)
+    assert result["errors"] == {"base": "camera_port_closed"}
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -34,12 +34,33 @@ def test_valid_http_url(url: object, ok: bool) -> None:
     assert valid_http_url(url) is ok
 
 
+BAMBU = {
+    "kind": "bambu",
+    "host": "10.0.0.5",
+    "serial": "01P00A000000001",
+    "access_code": "12345678",
+    "model": "P1S",
+    "cert_sha256": "ab" * 32,
+}
+
+
+def test_bambu_data_is_valid_and_builds_a_pinned_source(hass: HomeAssistant) -> None:
+    validate_data(BAMBU)
+    source = create_source(hass, {**BAMBU, "port": 6001})
+    assert source.host == "10.0.0.5:6001"
+    assert "12345678" not in repr(source)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"kind": "teapot", "url": "http://h/"}, "unknown printer family"),
         ({"kind": "mjpeg"}, "stream URL"),
         ({"kind": "mjpeg", "url": "http://h/", "still_url": "rtsp://h/"}, "still URL"),
+        ({**BAMBU, "access_code": ""}, "access_code is missing"),
+        ({**BAMBU, "model": "X1C"}, "no port-6000 chamber camera"),
+        ({**BAMBU, "port": 70000}, "not a TCP port"),
+        ({**BAMBU, "port": "6000"}, "not a TCP port"),
     ],
 )
 def test_validate_data_refuses(data: dict[str, str], message: str) -> None:

@@ -63,11 +63,7 @@ from .const import (
 )
 from .data import PrintCamConfigEntry
 from .sources import SourceError
-from .sources.bambu_chamber import (
-    DEFAULT_PORT as BAMBU_PORT,
-    PrinterCertificate,
-    fetch_certificate,
-)
+from .sources.bambu_chamber import DEFAULT_PORT as BAMBU_PORT, fetch_certificate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -259,21 +255,24 @@ def _source_error(err: SourceError) -> dict[str, str]:
 
 async def validate_bambu(
     data: Mapping[str, Any], *, pin: str | None
-) -> tuple[dict[str, str], PrinterCertificate | None]:
-    """Log in and wait for one frame; return form errors and the certificate.
+) -> tuple[dict[str, str], str]:
+    """Log in and wait for one frame; return form errors and the fingerprint.
 
     With `pin` None the certificate is captured (trust on first use) in the
     same connection; otherwise the printer must present the pinned one.
     """
-    source = create_bambu_source(data, cert_sha256=pin)
     try:
+        source = create_bambu_source(data, cert_sha256=pin)
         await source.fetch_frame(VALIDATE_TIMEOUT)
     except SourceError as err:
-        return _source_error(err), None
+        return _source_error(err), ""
     except Exception:
         _LOGGER.exception("Unexpected error while checking the printer")
-        return {"base": "unknown"}, None
-    return {}, source.peer_certificate
+        return {"base": "unknown"}, ""
+    cert = source.peer_certificate
+    if cert is None:  # pragma: no cover - every connection that logs in sets it
+        return {"base": "cannot_connect"}, ""
+    return {}, cert.sha256
 
 
 class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -319,9 +318,8 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 await self.async_set_unique_id(serial)
                 self._abort_if_unique_id_configured()
                 data = _bambu_data(host, port, serial, code, model, "")
-                errors, cert = await validate_bambu(data, pin=None)
-                if not errors and cert is not None:
-                    data[CONF_CERT_SHA256] = cert.sha256
+                errors, data[CONF_CERT_SHA256] = await validate_bambu(data, pin=None)
+                if not errors:
                     return self.async_create_entry(
                         title=f"Bambu Lab {model}", data=data
                     )
@@ -371,9 +369,8 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 data = _bambu_data(
                     info[CONF_HOST], BAMBU_PORT, info[CONF_SERIAL], code, model, ""
                 )
-                errors, cert = await validate_bambu(data, pin=None)
-                if not errors and cert is not None:
-                    data[CONF_CERT_SHA256] = cert.sha256
+                errors, data[CONF_CERT_SHA256] = await validate_bambu(data, pin=None)
+                if not errors:
                     return self.async_create_entry(title=info["name"], data=data)
         return self.async_show_form(
             step_id="discovery_confirm",
@@ -395,10 +392,14 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             host = user_input[CONF_HOST].strip()
             port = int(user_input[CONF_ADVANCED][CONF_PORT])
-            data = {**entry.data, CONF_HOST: host}
-            data.pop(CONF_PORT, None)
-            if port != BAMBU_PORT:
-                data[CONF_PORT] = port
+            data = _bambu_data(
+                host,
+                port,
+                entry.data[CONF_SERIAL],
+                entry.data[CONF_ACCESS_CODE],
+                entry.data[CONF_MODEL],
+                entry.data[CONF_CERT_SHA256],
+            )
             await self._stop_stream(entry)
             try:
                 cert = await fetch_certificate(host, port, VALIDATE_TIMEOUT)
