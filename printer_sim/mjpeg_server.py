@@ -75,6 +75,8 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 from aiohttp import web
 
+from custom_components.printcam.mjpeg import read_header_value
+
 from .jpeg import numbered_jpeg
 
 if TYPE_CHECKING:
@@ -1023,22 +1025,5 @@ def _parse_params(text: str) -> dict[str, str]:
             if name:
                 params[name] = ""
             continue
-        i += 1
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == '"':
-            i += 1
-            chars: list[str] = []
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(text[i])
-                i += 1
-            i += 1
-            params[name] = "".join(chars)
-        else:
-            start = i
-            while i < n and text[i] != ",":
-                i += 1
-            params[name] = text[start:i].strip()
+        params[name], i = read_header_value(text, i + 1, ",")
     return params

@@ -150,6 +150,33 @@ def parse_boundary(content_type: str) -> str | None:
     return None
 
 
+def read_header_value(text: str, i: int, separators: str) -> tuple[str, int]:
+    """Read one header parameter value starting at ``text[i]``.
+
+    The value is an HTTP quoted-string (backslash escapes honoured; the
+    returned index is just past the closing quote) or a token running up to
+    the first of ``separators`` (stripped; the returned index is at that
+    separator or the end). Shared by the Content-Type, WWW-Authenticate and
+    Authorization parsers.
+    """
+    n = len(text)
+    while i < n and text[i] in " \t":
+        i += 1
+    if i < n and text[i] == '"':
+        i += 1
+        chars: list[str] = []
+        while i < n and text[i] != '"':
+            if text[i] == "\\" and i + 1 < n:
+                i += 1
+            chars.append(text[i])
+            i += 1
+        return "".join(chars), i + 1
+    end = i
+    while end < n and text[end] not in separators:
+        end += 1
+    return text[i:end].strip(), end
+
+
 def _iter_params(params: str) -> list[tuple[str, str]]:
     """Split ``name=value; name="quoted value"`` parameters (names lower-cased)."""
     result: list[tuple[str, str]] = []
@@ -168,26 +195,9 @@ def _iter_params(params: str) -> list[tuple[str, str]]:
             result.append((name, ""))
             i = j
             continue
-        j += 1  # skip "="
-        while j < n and params[j] in " \t":
-            j += 1
-        if j < n and params[j] == '"':
-            j += 1
-            chars: list[str] = []
-            while j < n and params[j] != '"':
-                if params[j] == "\\" and j + 1 < n:
-                    j += 1
-                chars.append(params[j])
-                j += 1
-            value = "".join(chars)
-            end = params.find(";", j)
-            j = n if end < 0 else end
-        else:
-            end = params.find(";", j)
-            if end < 0:
-                end = n
-            value = params[j:end].strip()
-            j = end
+        value, j = read_header_value(params, j + 1, ";")
+        end = params.find(";", j)  # skip anything after a closing quote
+        j = n if end < 0 else end
         result.append((name, value))
         i = j
     return result

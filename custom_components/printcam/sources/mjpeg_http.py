@@ -36,6 +36,7 @@ from custom_components.printcam.mjpeg import (
     DEFAULT_MAX_FRAME_SIZE,
     MjpegParser,
     parse_boundary,
+    read_header_value,
 )
 
 from .base import (
@@ -120,24 +121,7 @@ def _parse_challenges(values: list[str]) -> list[tuple[str, dict[str, str]]]:
                 params = {}
                 challenges.append((token, params))
                 continue
-            i = j + 1
-            while i < n and value[i] in " \t":
-                i += 1
-            if i < n and value[i] == '"':
-                i += 1
-                chars: list[str] = []
-                while i < n and value[i] != '"':
-                    if value[i] == "\\" and i + 1 < n:
-                        i += 1
-                    chars.append(value[i])
-                    i += 1
-                i += 1
-                params[token] = "".join(chars)
-            else:
-                end = value.find(",", i)
-                end = n if end < 0 else end
-                params[token] = value[i:end].strip()
-                i = end
+            params[token], i = read_header_value(value, j + 1, ",")
     return challenges
 
 
