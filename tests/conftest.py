@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import contextlib
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
@@ -18,6 +19,7 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.printcam import fanout
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.mjpeg import MjpegParser
+from printer_sim.bambu_server import BambuPrinter
 from printer_sim.mjpeg_server import MjpegPrinter
 
 
@@ -61,6 +63,29 @@ async def printer(socket_enabled: None) -> AsyncIterator[MjpegPrinter]:
     await fake.start()
     yield fake
     await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def started_printers[P: (MjpegPrinter, BambuPrinter)](
+    cls: type[P], **defaults: Any
+) -> AsyncIterator[Callable[..., Awaitable[P]]]:
+    """Yield a factory of started fake printers; close them all afterwards.
+
+    Closing waits until every connection a printer accepted has closed.
+    """
+    printers: list[P] = []
+
+    async def make(**kwargs: Any) -> P:
+        printer = cls(**{**defaults, **kwargs})
+        await printer.start()
+        printers.append(printer)
+        return printer
+
+    try:
+        yield make
+    finally:
+        for printer in printers:
+            await printer.close()
 
 
 def make_entry(

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import io
 import json
-from typing import Any
 
 import aiohttp
 from PIL import Image
@@ -32,6 +31,8 @@ from printer_sim import (
     with_comment,
 )
 
+from .conftest import started_printers
+
 PrinterFactory = Callable[..., Awaitable[MjpegPrinter]]
 PASSWORD = "p4ss"
 
@@ -39,18 +40,8 @@ PASSWORD = "p4ss"
 @pytest.fixture
 async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
     """Start fake printers; close them (and wait for their sockets) afterwards."""
-    printers: list[MjpegPrinter] = []
-
-    async def make(**kwargs: Any) -> MjpegPrinter:
-        kwargs.setdefault("fps", 200.0)
-        printer = MjpegPrinter(**kwargs)
-        await printer.start()
-        printers.append(printer)
-        return printer
-
-    yield make
-    for printer in printers:
-        await printer.close()
+    async with started_printers(MjpegPrinter, fps=200.0) as make:
+        yield make
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 import hashlib
 import ssl
 import struct
-from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -26,6 +25,8 @@ from printer_sim import bambu_server, numbered_jpeg
 from printer_sim.bambu_server import BambuConnection, BambuPrinter
 from printer_sim.certs import make_certificate, server_context
 
+from .conftest import started_printers
+
 PrinterFactory = Callable[..., Awaitable[BambuPrinter]]
 CODE = "12345678"
 HEADER = struct.Struct("<IIII")
@@ -34,18 +35,8 @@ HEADER = struct.Struct("<IIII")
 @pytest.fixture
 async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
     """Start fake printers; close them (and wait for their sockets) afterwards."""
-    printers: list[BambuPrinter] = []
-
-    async def make(**kwargs: Any) -> BambuPrinter:
-        kwargs.setdefault("fps", 100.0)
-        printer = BambuPrinter(**kwargs)
-        await printer.start()
-        printers.append(printer)
-        return printer
-
-    yield make
-    for printer in printers:
-        await printer.close()
+    async with started_printers(BambuPrinter, fps=100.0) as make:
+        yield make
 
 
 def client_context() -> ssl.SSLContext:

@@ -48,12 +48,14 @@ from custom_components.printcam.sources.base import (
     InvalidSerial,
     ProtocolError,
     SourceError,
-    SourceEvents,
     SourceTimeout,
 )
 from printer_sim import TINY_JPEG, numbered_jpeg, with_comment
 from printer_sim.bambu_server import BambuPrinter
 from printer_sim.certs import make_certificate, server_context
+
+from .conftest import started_printers
+from .recorder import Recorder
 
 CODE = "Xy7Secre"
 WRONG = "Wr0ngC0d"
@@ -63,71 +65,13 @@ WAIT = 5.0
 PrinterFactory = Callable[..., Awaitable[BambuPrinter]]
 
 
-class Recorder(SourceEvents):
-    """Records every event in order; a test can wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self.hook: Callable[[tuple[Any, ...]], None] | None = None
-        """Called with each event as it happens (to act at an exact point)."""
-
-    def _add(self, *event: Any) -> None:
-        self.events.append(event)
-        if self.hook is not None:
-            self.hook(event)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait_for(self, predicate: Callable[[Recorder], bool]) -> None:
-        async with asyncio.timeout(WAIT):
-            while not predicate(self):
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    self._waiters.remove(waiter)
-
-    def count(self, name: str) -> int:
-        return sum(1 for event in self.events if event[0] == name)
-
-    def on_connecting(self, attempt: int) -> None:
-        self._add("connecting", attempt)
-
-    def on_connected(self) -> None:
-        self._add("connected")
-
-    def on_frame_dropped(self, count: int, reason: str) -> None:
-        self._add("dropped", count, reason)
-
-    def on_disconnected(
-        self, error: SourceError | None, retry_in: float | None
-    ) -> None:
-        self._add("disconnected", error, retry_in)
-
-    def errors(self) -> list[SourceError | None]:
-        return [event[1] for event in self.events if event[0] == "disconnected"]
-
-
 @pytest.fixture
 async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
     """Start fake printers; close them (and wait for their sockets) afterwards."""
-    printers: list[BambuPrinter] = []
-
-    async def make(**kwargs: Any) -> BambuPrinter:
-        kwargs.setdefault("fps", 100.0)
-        kwargs.setdefault("serial", SERIAL)
-        kwargs.setdefault("access_code", CODE)
-        printer = BambuPrinter(**kwargs)
-        await printer.start()
-        printers.append(printer)
-        return printer
-
-    yield make
-    for printer in printers:
-        await printer.close()
+    async with started_printers(
+        BambuPrinter, fps=100.0, serial=SERIAL, access_code=CODE
+    ) as make:
+        yield make
 
 
 def make_source(printer: BambuPrinter, **kwargs: Any) -> BambuChamberSource:

@@ -35,6 +35,9 @@ from custom_components.printcam.sources.base import (
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 from printer_sim import MjpegPrinter, numbered_jpeg, self_signed_ssl_context
 
+from .conftest import started_printers
+from .recorder import Recorder
+
 PASSWORD = "s3cr3t-Pa55word"
 OTHER = "changed"
 WAIT = 5.0
@@ -42,64 +45,11 @@ WAIT = 5.0
 PrinterFactory = Callable[..., Awaitable[MjpegPrinter]]
 
 
-class Recorder(SourceEvents):
-    """Records every event in order; a test can wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def _add(self, *event: Any) -> None:
-        self.events.append(event)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait_for(self, predicate: Callable[[Recorder], bool]) -> None:
-        async with asyncio.timeout(WAIT):
-            while not predicate(self):
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    self._waiters.remove(waiter)
-
-    def count(self, name: str) -> int:
-        return sum(1 for event in self.events if event[0] == name)
-
-    def on_connecting(self, attempt: int) -> None:
-        self._add("connecting", attempt)
-
-    def on_connected(self) -> None:
-        self._add("connected")
-
-    def on_frame_dropped(self, count: int, reason: str) -> None:
-        self._add("dropped", count, reason)
-
-    def on_disconnected(
-        self, error: SourceError | None, retry_in: float | None
-    ) -> None:
-        self._add("disconnected", error, retry_in)
-
-    def names(self) -> list[str]:
-        return [event[0] for event in self.events if event[0] != "dropped"]
-
-
 @pytest.fixture
 async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
-    printers: list[MjpegPrinter] = []
-
-    async def make(**kwargs: Any) -> MjpegPrinter:
-        kwargs.setdefault("fps", 200.0)
-        printer = MjpegPrinter(**kwargs)
-        await printer.start()
-        printers.append(printer)
-        return printer
-
-    yield make
-    for printer in printers:
-        await printer.close()
+    """Start fake printers; close them (and wait for their sockets) afterwards."""
+    async with started_printers(MjpegPrinter, fps=200.0) as make:
+        yield make
 
 
 @pytest.fixture
