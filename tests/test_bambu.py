@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import json
+import logging
 import socket
 from typing import Any
 from unittest.mock import patch
@@ -16,6 +18,9 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.printcam import discovery
@@ -529,3 +534,26 @@ async def test_reconfigure_to_the_default_port(
     assert fetch.call_args.args[:2] == ("printer.local", 6000)
     assert result["errors"] == {"base": "camera_port_closed"}
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_diagnostics_redact_the_access_code(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    bambu: BambuPrinter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await async_setup_component(hass, "diagnostics", {})
+    entry = await setup_entry(hass, bambu_entry(bambu))
+    client = await hass_client()
+    viewer = Viewer(await client.get("/api/camera_proxy_stream/camera.bambu_lab_p1s"))
+    await viewer.wait_frames(2)
+    result = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    text = json.dumps(result)
+    assert CODE not in text
+    assert result["entry"]["data"]["access_code"] == "**REDACTED**"
+    assert result["entry"]["data"]["serial"] == SERIAL
+    assert "bambu" in text
+    await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert CODE not in caplog.text
