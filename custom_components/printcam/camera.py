@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiohttp import web
@@ -73,8 +74,11 @@ class PrintCamCamera(PrintCamEntity, Camera):
             return transport is None or transport.is_closing()
 
         try:
-            async for part in self.shared_stream.iter_viewer(is_disconnected):
-                await response.write(part)
+            async with contextlib.aclosing(
+                self.shared_stream.iter_viewer(is_disconnected)
+            ) as parts:
+                async for part in parts:
+                    await response.write(part)
         except (ConnectionResetError, RuntimeError) as err:
             # The viewer went away, or the entry is closing.
             _LOGGER.debug("%s: viewer ended: %s", self.entity_id, err)

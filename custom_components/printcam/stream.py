@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 import contextlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -405,7 +405,7 @@ class PrintCamStream(SourceEvents):
 
     async def iter_viewer(
         self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         """Yield multipart parts for one live viewer until it or we stop."""
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - always called from a task
@@ -517,13 +517,18 @@ class PrintCamStream(SourceEvents):
         Fresh latest frame: served as is. Otherwise, with a snapshot URL and
         no stream running, that URL is fetched. Otherwise the next frame of
         the shared upstream is awaited (starting it if needed); concurrent
-        callers share one wait. Every still holds the upstream open for
-        `still_hold_s`.
+        callers share one wait. A still that had to wait holds the upstream
+        open for `still_hold_s`, and so does every still after it while that
+        hold lasts (dashboard cards poll); a still served from a stream that
+        live viewers keep open adds no hold.
         """
         if self._closed:
             return None
         if self._latest_is_fresh():
-            self._hold_for("still", self.options.still_hold_s)
+            # Polled stills keep the connection they started; a still taken
+            # from a stream that viewers keep open holds nothing itself.
+            if self._holds.get("still", 0.0) > time.monotonic():
+                self._hold_for("still", self.options.still_hold_s)
             return self.latest_jpeg
         if self._still_fetcher is not None and not self.running:
             try:
