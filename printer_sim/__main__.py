@@ -1,19 +1,34 @@
 """Run simulated printers until SIGINT/SIGTERM: ``python -m printer_sim``.
 
-    python -m printer_sim --mjpeg-port 0 [--fps 15] [--status-file PATH]
+    python -m printer_sim [--mjpeg-port 0] [--bambu-port 0] [--status-file PATH]
 
-Starts an MJPEG printer camera (the moving test pattern of
-`printer_sim.pattern`, one client at a time like real printers) on
-127.0.0.1 and, once it listens, prints one JSON line such as::
+Starts two printer cameras on 127.0.0.1, both showing the moving 1280x720
+test pattern of `printer_sim.pattern`:
 
-    {"mjpeg": {"url": ..., "still_url": ..., "status_url": ..., "port": N}}
+- an MJPEG camera (HTTP, ``--fps``, default 15) with ``/status`` counters;
+- a Bambu Lab P1 camera (TLS on its own port, about 1 fps, serial
+  ``--bambu-serial`` and access code ``--bambu-access-code``) with a
+  certificate made at start (or kept in ``--bambu-cert``, like a real
+  printer keeps its own), and its counters on a small HTTP server
+  (``--bambu-status-port``, ``/status``).
+
+Like real printers, each serves one client at a time (``--max-clients``):
+the MJPEG camera answers a second concurrent stream with 503, the Bambu
+camera hangs up on a connection over the limit right after the TLS
+handshake. Both status pages count connections: total, open now, most open
+at once, refused.
+
+Once both listen it prints one JSON line such as::
+
+    {"mjpeg": {"url": ..., "still_url": ..., "status_url": ..., "port": N},
+     "bambu": {"host": ..., "port": N, "serial": ..., "access_code": ...,
+               "status_url": ..., "status_port": N, "cert_sha256": ...}}
 
 (also written to ``--status-file`` when given). Closes every connection
 cleanly on SIGINT/SIGTERM.
 
-Extension point: each simulator is one entry in the ready JSON, started in
-`_start_simulators` and closed in reverse order. A Bambu simulator would add
-its own ``--bambu-...`` options and a ``"bambu"`` key there; none exists yet.
+Each simulator is one key of the ready JSON, started in `_start_simulators`
+and closed in reverse order.
 """
 
 # ruff: noqa: T201 - a command-line tool: printing is its output
@@ -25,12 +40,25 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
+import re
 import signal
 import sys
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from .bambu_server import BambuPrinter
+from .certs import Certificate, make_certificate
 from .mjpeg_server import MjpegPrinter
 from .pattern import FPS, pattern_frame, warm_up
+from .status import StatusServer
+
+BAMBU_SERIAL = "01P00ADEMO00001"
+BAMBU_ACCESS_CODE = "12345678"
+BAMBU_FPS = 1.0
+"""A P1 camera sends about one frame per second."""
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +75,30 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-clients",
         type=int,
         default=1,
-        help="concurrent streams before answering 503 (real printers: 1)",
+        help="concurrent camera clients per printer before refusing (real printers: 1)",
+    )
+    parser.add_argument(
+        "--bambu-port",
+        type=int,
+        default=0,
+        help="port of the Bambu TLS camera on 127.0.0.1 (0: a free port)",
+    )
+    parser.add_argument(
+        "--bambu-status-port",
+        type=int,
+        default=0,
+        help="port of the Bambu camera's HTTP /status (0: a free port)",
+    )
+    parser.add_argument("--bambu-serial", default=BAMBU_SERIAL)
+    parser.add_argument("--bambu-access-code", default=BAMBU_ACCESS_CODE)
+    parser.add_argument(
+        "--bambu-fps", type=float, default=BAMBU_FPS, help="Bambu frames per second"
+    )
+    parser.add_argument(
+        "--bambu-cert",
+        type=Path,
+        help="PEM file with the Bambu camera's certificate and key: used when it "
+        "exists (and its CN is the serial), else made and saved there",
     )
     parser.add_argument(
         "--status-file", type=Path, help="also write the ready JSON line to this file"
@@ -78,8 +129,71 @@ async def _start_simulators(
             "port": mjpeg.port,
         }
     }
-    # Future simulators (e.g. Bambu: MQTT + camera) start here and add a key.
+    certificate = None
+    if args.bambu_cert is not None:
+        certificate = _load_or_make_certificate(args.bambu_cert, args.bambu_serial)
+    bambu = BambuPrinter(
+        serial=args.bambu_serial,
+        access_code=args.bambu_access_code,
+        frames=pattern_frame,
+        fps=args.bambu_fps,
+        max_clients=args.max_clients,
+        over_limit="close",
+        record_frames=False,
+        host=args.host,
+        port=args.bambu_port,
+        certificate=certificate,
+    )
+    await bambu.start()
+    stack.push_async_callback(bambu.close)
+    status = StatusServer(bambu.status, host=args.host, port=args.bambu_status_port)
+    await status.start()
+    stack.push_async_callback(status.close)
+    ready["bambu"] = {
+        "host": bambu.host,
+        "port": bambu.port,
+        "serial": bambu.serial,
+        "access_code": bambu.access_code,
+        "status_url": status.url,
+        "status_port": status.port,
+        "cert_sha256": bambu.cert_sha256,
+    }
     return ready
+
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----\r?\n?", re.DOTALL
+)
+
+
+def _load_or_make_certificate(path: Path, serial: str) -> Certificate:
+    """Return the certificate kept in ``path``; make and save one when needed.
+
+    A real printer keeps its certificate across restarts, so a client that
+    pinned it on first use still trusts it: the demo keeps it in a file.
+    """
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        blocks = {
+            match.group(1).decode(): match.group(0)
+            for match in _PEM_BLOCK.finditer(path.read_bytes())
+        }
+        cert_pem, key_pem = blocks["CERTIFICATE"], blocks["PRIVATE KEY"]
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if names and names[0].value == serial:
+            return Certificate(
+                der=cert.public_bytes(serialization.Encoding.DER),
+                cert_pem=cert_pem,
+                key_pem=key_pem,
+                common_name=serial,
+            )
+    certificate = make_certificate(serial)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"")
+    tmp.chmod(0o600)  # holds the private key
+    tmp.write_bytes(certificate.key_pem + certificate.cert_pem)
+    tmp.replace(path)
+    return certificate
 
 
 async def _main(args: argparse.Namespace) -> None:

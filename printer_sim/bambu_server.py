@@ -27,7 +27,14 @@ one_client  like good; a connection accepted while another one is open
 =========== ===============================================================
 
 ``max_clients`` mimics the real limit: a connection accepted while that
-many are open completes TLS and the login, then stalls (no frames).
+many are open completes TLS and the login, then stalls (no frames). With
+``over_limit="close"`` (the demo's choice) it is refused clearly instead:
+the printer hangs up right after the TLS handshake, before the login, and
+counts it in `refused_connections`.
+
+``certificate`` (a `Certificate`, e.g. one kept in a file across runs like a
+real printer keeps its own) is presented instead of a fresh one made by
+`start()`; `regenerate_certificate()` still replaces it.
 
 Connections are counted at the TCP level (the listening socket is plain TCP
 and `loop.start_tls` runs the handshake on the counted connection), so a
@@ -87,6 +94,8 @@ _SPLIT_SIZES: Final = (1, 2, 3, 5, 7, 11, 13)
 _AUTH_HEAD: Final = struct.pack("<IIII", 0x40, 0x3000, 0, 0)
 _AUTH_USER: Final = b"bblp".ljust(32, b"\0")
 _STREAMING_MODES: Final = frozenset({"good", "slow", "split", "one_client"})
+OVER_LIMIT_POLICIES: Final = frozenset({"stall", "close"})
+"""What a connection beyond ``max_clients`` gets (see the module docstring)."""
 
 
 @dataclass(slots=True)
@@ -226,6 +235,8 @@ class BambuPrinter:
         cert_cn: str | None = None,
         record_frames: bool = True,
         seed: int = 0,
+        over_limit: str = "stall",
+        certificate: Certificate | None = None,
     ) -> None:
         """Configure the printer; nothing listens before `start()`.
 
@@ -238,6 +249,11 @@ class BambuPrinter:
         if max_clients is not None and max_clients < 1:
             raise ValueError("max_clients must be at least 1")
         self._check_mode(mode)
+        if over_limit not in OVER_LIMIT_POLICIES:
+            raise ValueError(
+                f"unknown over_limit {over_limit!r}; one of {sorted(OVER_LIMIT_POLICIES)}"
+            )
+        self.over_limit = over_limit
         self.serial = serial
         self.access_code = access_code
         self._frames = frames
@@ -267,6 +283,8 @@ class BambuPrinter:
         self.concurrent_violations = 0
         """one_client mode: connections accepted while another was open."""
         self.over_limit_connections = 0
+        self.refused_connections = 0
+        """over_limit="close": connections hung up on after the handshake."""
         self.frames_sent: list[bytes] = []
         """Every valid frame sent, in send order, over all connections."""
         self.frames_count = 0
@@ -274,7 +292,7 @@ class BambuPrinter:
         self.bad_frames_sent = 0
         """Broken headers or payloads sent (oversize, zero_size, ...)."""
 
-        self._certificate: Certificate | None = None
+        self._certificate: Certificate | None = certificate
         self._context: ssl.SSLContext | None = None
         self._frame_index = 0
         self._running = asyncio.Event()
@@ -301,7 +319,10 @@ class BambuPrinter:
         if self._started:
             raise RuntimeError("already started")
         self._started = True
-        self.regenerate_certificate()
+        if self._certificate is None:
+            self.regenerate_certificate()
+        else:
+            self._context = server_context(self._certificate)
         await self.accept()
         if self.mode == "refuse":
             self.refuse()
@@ -472,6 +493,7 @@ class BambuPrinter:
             "auth_missing": self.auth_missing,
             "concurrent_violations": self.concurrent_violations,
             "over_limit_connections": self.over_limit_connections,
+            "refused_connections": self.refused_connections,
             "frames_sent": self.frames_count,
             "bad_frames_sent": self.bad_frames_sent,
             "paused": self.paused,
@@ -626,6 +648,11 @@ class BambuPrinter:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
+        if record.over_limit and self.over_limit == "close":
+            # A clear refusal: TLS done, then the printer hangs up at once.
+            self.refused_connections += 1
+            self._changed()
+            return
         try:
             packet = await reader.readexactly(AUTH_SIZE)
         except (asyncio.IncompleteReadError, OSError):

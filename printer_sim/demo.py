@@ -1,19 +1,28 @@
-"""PrintCam demo: Home Assistant + a simulated printer, ready to look at.
+"""PrintCam demo: Home Assistant + two simulated printers, ready to look at.
 
 Run through ``scripts/demo [--port N]`` (which sets up .venv first). Steps,
-each skipped when a previous run already did it (state lives in ``.demo/``):
+each skipped when a previous run already did it (state lives in the demo
+directory: ``$PRINTCAM_DEMO_DIR``, default ``.demo/`` in the repository):
 
-1. write ``.demo/config`` (configuration.yaml, custom_components symlink);
-2. start the printer simulator (``python -m printer_sim``) on a port kept in
-   ``.demo/state.json`` and Home Assistant (log in ``.demo/hass.log``);
-3. onboard HA (user ``demo``, password in ``.demo/credentials.json``) and
-   keep a long-lived access token there;
-4. add the simulated printer through the config-flow REST API;
-5. create the ``printcam-demo`` dashboard (live camera + the printer's other
-   entities).
+1. write ``config/`` (configuration.yaml, custom_components symlink);
+2. start the printer simulators (``python -m printer_sim``: an MJPEG camera
+   and a Bambu Lab P1 camera, on free ports the first time, then the ports
+   kept in ``state.json``; the Bambu certificate is kept in
+   ``bambu_cert.pem`` like a real printer keeps its own) and Home Assistant
+   (log in ``hass.log``);
+3. onboard HA (user ``demo``, password in ``credentials.json``) and keep a
+   long-lived access token there;
+4. add both printers through the config-flow REST API (the Bambu one
+   through the menu's ``bambu`` step: address, serial, access code, port;
+   the integration pins its certificate on first use);
+5. create the ``printcam-demo`` dashboard: per printer, its live camera and
+   its state entities.
 
-Then it stays in the foreground; Ctrl-C / SIGTERM stops HA and the simulator
-(each in its own process group: terminate, wait, kill).
+Then it stays in the foreground; Ctrl-C / SIGTERM stops HA and the
+simulators (each in its own process group: terminate, wait, kill).
+
+`bring_up` does steps 1 to 5 and returns a `DemoInfo`; the end-to-end test
+(tests/e2e) calls it with its own `Processes` and a temporary directory.
 """
 
 # ruff: noqa: T201 - a command-line tool: printing is its output
@@ -24,6 +33,7 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator
 import contextlib
+from dataclasses import dataclass
 import json
 import os
 from pathlib import Path
@@ -38,19 +48,20 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
-CONFIG = DEMO / "config"
-STATE_FILE = DEMO / "state.json"
-CREDENTIALS_FILE = DEMO / "credentials.json"
-HASS_LOG = DEMO / "hass.log"
-SIM_LOG = DEMO / "printer_sim.log"
+DEFAULT_DIR = ROOT / ".demo"
 VENV_BIN = ROOT / ".venv" / "bin"
 
 USERNAME = "demo"
-PRINTER_NAME = "Demo printer (MJPEG)"
+MJPEG_NAME = "Demo printer (MJPEG)"
+BAMBU_MODEL = "P1S"
 DASHBOARD = "printcam-demo"
 STOP_TIMEOUT = 20.0
 HA_START_TIMEOUT = 300.0
+SIM_START_TIMEOUT = 30.0
+ENTITIES_TIMEOUT = 60.0
+STATE_DOMAINS = ("sensor", "binary_sensor", "switch", "button", "event")
+"""Entities shown under each camera (not the camera: its entity picture would
+poll stills, which keep the printer's connection open for a while)."""
 
 CONFIGURATION_YAML = """\
 # Written by scripts/demo. default_config: is not used: go2rtc has no binary.
@@ -73,6 +84,9 @@ logger:
   default: info
   logs:
     custom_components.printcam: debug
+    # Shows any package Home Assistant installs at run time ("Running uv pip
+    # command"): requirements_test.txt pins them all, so there should be none.
+    homeassistant.util.package: debug
 system_health:
 automation:
 """
@@ -92,6 +106,83 @@ class DemoError(Exception):
     """A step failed; the message says what to do."""
 
 
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where one demo keeps its state."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        """Return ``$PRINTCAM_DEMO_DIR`` (relative to the repository), or .demo/."""
+        value = os.environ.get("PRINTCAM_DEMO_DIR")
+        return cls((ROOT / value).resolve() if value else DEFAULT_DIR)
+
+    @property
+    def config(self) -> Path:
+        """Return Home Assistant's configuration directory."""
+        return self.root / "config"
+
+    @property
+    def state_file(self) -> Path:
+        """Return the file of ports and config entry ids."""
+        return self.root / "state.json"
+
+    @property
+    def credentials_file(self) -> Path:
+        """Return the file of the user's password and token."""
+        return self.root / "credentials.json"
+
+    @property
+    def hass_log(self) -> Path:
+        """Return Home Assistant's log file."""
+        return self.root / "hass.log"
+
+    @property
+    def sim_log(self) -> Path:
+        """Return the simulators' output."""
+        return self.root / "printer_sim.log"
+
+    @property
+    def sim_ready(self) -> Path:
+        """Return the simulators' ready JSON line."""
+        return self.root / "printer_sim.json"
+
+    @property
+    def bambu_cert(self) -> Path:
+        """Return the Bambu simulator's certificate and key."""
+        return self.root / "bambu_cert.pem"
+
+    def show(self, path: Path) -> str:
+        """Return ``path`` relative to the repository when inside it."""
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(ROOT))
+        return str(path)
+
+
+@dataclass(slots=True)
+class DemoInfo:
+    """What a running demo offers."""
+
+    base: str
+    """Home Assistant's URL, e.g. ``http://127.0.0.1:8123``."""
+    username: str
+    password: str
+    token: str
+    """A long-lived access token."""
+    simulators: dict[str, Any]
+    """The simulators' ready JSON (``mjpeg`` and ``bambu`` keys)."""
+    cameras: dict[str, str]
+    """Camera entity id per simulator key (``mjpeg``, ``bambu``)."""
+    entries: dict[str, str]
+    """Config entry id per simulator key."""
+
+    @property
+    def dashboard_url(self) -> str:
+        """Return the dashboard's URL."""
+        return f"{self.base}/{DASHBOARD}"
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -109,14 +200,8 @@ def _save(path: Path, data: dict[str, Any], private: bool = False) -> None:
     tmp.replace(path)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_busy(port: int) -> bool:
+def port_busy(port: int) -> bool:
+    """Return True when something listens on (or holds) 127.0.0.1:``port``."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -132,8 +217,9 @@ def _port_busy(port: int) -> bool:
 class Processes:
     """Child processes, each in its own session/process group."""
 
-    def __init__(self) -> None:
+    def __init__(self, paths: Paths) -> None:
         """Start with no children."""
+        self.paths = paths
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -148,7 +234,7 @@ class Processes:
                 start_new_session=True,
             )
         self.children.append((name, proc))
-        note(f"{name} started (pid {proc.pid}, log {log.relative_to(ROOT)})")
+        note(f"{name} started (pid {proc.pid}, log {self.paths.show(log)})")
         return proc
 
     def stop_all(self) -> None:
@@ -175,18 +261,18 @@ class Processes:
 # ------------------------------------------------------------------ steps
 
 
-def write_config(port: int) -> None:
+def write_config(paths: Paths, port: int) -> None:
     """Write configuration.yaml and the custom_components symlink."""
-    step(f"Home Assistant configuration in {CONFIG.relative_to(ROOT)}")
-    (CONFIG / "custom_components").mkdir(parents=True, exist_ok=True)
-    yaml_path = CONFIG / "configuration.yaml"
+    step(f"Home Assistant configuration in {paths.show(paths.config)}")
+    (paths.config / "custom_components").mkdir(parents=True, exist_ok=True)
+    yaml_path = paths.config / "configuration.yaml"
     wanted = CONFIGURATION_YAML.format(port=port)
     if yaml_path.exists() and yaml_path.read_text(encoding="utf-8") == wanted:
         note("configuration.yaml up to date (skipped)")
     else:
         yaml_path.write_text(wanted, encoding="utf-8")
         note(f"wrote configuration.yaml (http on 127.0.0.1:{port})")
-    link = CONFIG / "custom_components" / "printcam"
+    link = paths.config / "custom_components" / "printcam"
     target = ROOT / "custom_components" / "printcam"
     if link.is_symlink() and link.resolve() == target.resolve():
         note("custom_components/printcam symlink present (skipped)")
@@ -197,70 +283,94 @@ def write_config(port: int) -> None:
         note(f"linked custom_components/printcam -> {target}")
 
 
-async def start_simulator(procs: Processes, state: dict[str, Any]) -> dict[str, Any]:
-    """Start ``python -m printer_sim``; return its MJPEG URLs."""
-    step("Starting the printer simulator")
-    port = state.get("sim_port")
-    if port is None:
-        port = _free_port()
-        state["sim_port"] = port
-        _save(STATE_FILE, state)
-        note(f"chose port {port} (kept in {STATE_FILE.relative_to(ROOT)})")
-    elif _port_busy(port):
-        raise DemoError(
-            f"simulator port {port} (from {STATE_FILE.relative_to(ROOT)}) is in use; "
-            "free it, or delete .demo/ to start over"
-        )
-    else:
-        note(f"reusing port {port} from {STATE_FILE.relative_to(ROOT)}")
-    ready_file = DEMO / "printer_sim.json"
+_SIM_PORTS = (
+    # (state.json key, printer_sim option, what)
+    ("sim_port", "--mjpeg-port", "MJPEG camera"),
+    ("bambu_port", "--bambu-port", "Bambu camera"),
+    ("bambu_status_port", "--bambu-status-port", "Bambu status page"),
+)
+
+
+async def start_simulators(
+    procs: Processes, paths: Paths, state: dict[str, Any]
+) -> dict[str, Any]:
+    """Start ``python -m printer_sim``; return its ready JSON.
+
+    The first time every port is 0 (free ports, no race); the ports it chose
+    are then kept in state.json so the config entries stay valid.
+    """
+    step("Starting the printer simulators")
+    args = [str(VENV_BIN / "python"), "-m", "printer_sim"]
+    for key, option, what in _SIM_PORTS:
+        port = state.get(key)
+        if port is not None and port_busy(port):
+            raise DemoError(
+                f"{what} port {port} (from {paths.show(paths.state_file)}) is in "
+                f"use; free it, or delete {paths.show(paths.root)} to start over"
+            )
+        args += [option, str(port or 0)]
+    if all(state.get(key) for key, _, _ in _SIM_PORTS):
+        note(f"reusing the ports kept in {paths.show(paths.state_file)}")
+    ready_file = paths.sim_ready
     ready_file.unlink(missing_ok=True)
-    proc = procs.start(
-        "printer simulator",
-        [
-            str(VENV_BIN / "python"),
-            "-m",
-            "printer_sim",
-            "--mjpeg-port",
-            str(port),
-            "--status-file",
-            str(ready_file),
-        ],
-        SIM_LOG,
-    )
-    deadline = time.monotonic() + 30
+    args += ["--bambu-cert", str(paths.bambu_cert), "--status-file", str(ready_file)]
+    proc = procs.start("printer simulators", args, paths.sim_log)
+    deadline = time.monotonic() + SIM_START_TIMEOUT
     while not ready_file.exists():
         if proc.poll() is not None:
-            raise DemoError(f"the simulator exited ({proc.returncode}); see {SIM_LOG}")
+            raise DemoError(
+                f"the simulators exited ({proc.returncode}); see {paths.sim_log}"
+            )
         if time.monotonic() > deadline:
-            raise DemoError(f"the simulator did not start; see {SIM_LOG}")
+            raise DemoError(f"the simulators did not start; see {paths.sim_log}")
         await asyncio.sleep(0.1)
-    ready: dict[str, Any] = json.loads(ready_file.read_text(encoding="utf-8"))["mjpeg"]
-    note(f"MJPEG stream {ready['url']} (status {ready['status_url']})")
+    ready: dict[str, Any] = json.loads(ready_file.read_text(encoding="utf-8"))
+    chosen = {
+        "sim_port": ready["mjpeg"]["port"],
+        "bambu_port": ready["bambu"]["port"],
+        "bambu_status_port": ready["bambu"]["status_port"],
+    }
+    new = {key: port for key, port in chosen.items() if state.get(key) != port}
+    if new:
+        state.update(new)
+        _save(paths.state_file, state)
+        note(f"chose free ports {new} (kept in {paths.show(paths.state_file)})")
+    mjpeg, bambu = ready["mjpeg"], ready["bambu"]
+    note(f"MJPEG stream {mjpeg['url']} (status {mjpeg['status_url']})")
+    note(
+        f"Bambu P1 camera {bambu['host']}:{bambu['port']} serial {bambu['serial']} "
+        f"(status {bambu['status_url']})"
+    )
     return ready
 
 
 async def start_hass(
-    procs: Processes, session: aiohttp.ClientSession, base: str
+    procs: Processes, paths: Paths, session: aiohttp.ClientSession, base: str
 ) -> None:
     """Start hass and wait until its HTTP server answers."""
     step("Starting Home Assistant")
     proc = procs.start(
         "Home Assistant",
-        [str(VENV_BIN / "hass"), "-c", str(CONFIG), "--log-file", str(HASS_LOG)],
-        DEMO / "hass.stdout.log",
+        [
+            str(VENV_BIN / "hass"),
+            "-c",
+            str(paths.config),
+            "--log-file",
+            str(paths.hass_log),
+        ],
+        paths.root / "hass.stdout.log",
     )
-    note(
-        f"waiting for {base}/api/onboarding (the very first start installs the frontend)"
-    )
+    note(f"waiting for {base}/api/onboarding")
     started = time.monotonic()
     while True:
         if proc.poll() is not None:
             raise DemoError(
-                f"Home Assistant exited ({proc.returncode}); see {HASS_LOG}"
+                f"Home Assistant exited ({proc.returncode}); see {paths.hass_log}"
             )
         if time.monotonic() - started > HA_START_TIMEOUT:
-            raise DemoError(f"Home Assistant did not answer in time; see {HASS_LOG}")
+            raise DemoError(
+                f"Home Assistant did not answer in time; see {paths.hass_log}"
+            )
         with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
             async with session.get(
                 f"{base}/api/onboarding", timeout=aiohttp.ClientTimeout(total=5)
@@ -268,7 +378,7 @@ async def start_hass(
                 # 200 while onboarding; 404 once done (the views are gone).
                 if resp.status in (200, 404):
                     break
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.5)
     note(f"Home Assistant answers after {time.monotonic() - started:.1f} s")
 
 
@@ -324,11 +434,13 @@ class WebSocket:
         return msg.get("result")
 
 
-async def authenticate(session: aiohttp.ClientSession, base: str) -> str:
-    """Onboard HA when needed; return a working access token."""
+async def authenticate(
+    paths: Paths, session: aiohttp.ClientSession, base: str
+) -> dict[str, Any]:
+    """Onboard HA when needed; return the credentials, with a working token."""
     step("Onboarding and login")
     client_id = f"{base}/"
-    creds = _load(CREDENTIALS_FILE)
+    creds = _load(paths.credentials_file)
     async with session.get(f"{base}/api/onboarding") as resp:
         if resp.status == 404:  # onboarding finished: HA no longer serves it
             steps = {}
@@ -341,7 +453,7 @@ async def authenticate(session: aiohttp.ClientSession, base: str) -> str:
     if not steps.get("user", True):
         password = secrets.token_urlsafe(12)
         creds = {"username": USERNAME, "password": password}
-        _save(CREDENTIALS_FILE, creds, private=True)
+        _save(paths.credentials_file, creds, private=True)
         async with session.post(
             f"{base}/api/onboarding/users",
             json={
@@ -355,7 +467,8 @@ async def authenticate(session: aiohttp.ClientSession, base: str) -> str:
             code = (await _json(resp, "POST /api/onboarding/users"))["auth_code"]
         token = await _exchange_code(session, base, client_id, code)
         note(
-            f"created user {USERNAME!r} (password in {CREDENTIALS_FILE.relative_to(ROOT)})"
+            f"created user {USERNAME!r} "
+            f"(password in {paths.show(paths.credentials_file)})"
         )
     elif creds.get("token"):
         async with session.get(
@@ -367,7 +480,8 @@ async def authenticate(session: aiohttp.ClientSession, base: str) -> str:
     if token is None:
         if not creds.get("password"):
             raise DemoError(
-                f"HA is onboarded but {CREDENTIALS_FILE} has no password: delete .demo/"
+                f"HA is onboarded but {paths.credentials_file} has no password: "
+                f"delete {paths.show(paths.root)}"
             )
         token = await _login_flow(session, base, client_id, creds)
         note("logged in with the saved password")
@@ -399,10 +513,9 @@ async def authenticate(session: aiohttp.ClientSession, base: str) -> str:
                 lifespan=3650,
             )
         creds["token"] = long_lived
-        _save(CREDENTIALS_FILE, creds, private=True)
+        _save(paths.credentials_file, creds, private=True)
         note("saved a long-lived access token")
-        token = long_lived
-    return token
+    return creds
 
 
 async def _login_flow(
@@ -431,157 +544,276 @@ async def _login_flow(
     return await _exchange_code(session, base, client_id, result["result"])
 
 
-async def add_printer(
-    session: aiohttp.ClientSession,
-    base: str,
-    token: str,
-    sim: dict[str, Any],
+class ConfigFlows:
+    """The config-flow REST API of one Home Assistant."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, token: str) -> None:
+        """Use ``token`` against ``base``."""
+        self._session = session
+        self._base = base
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def entry_ids(self) -> set[str]:
+        """Return the ids of PrintCam's config entries."""
+        async with self._session.get(
+            f"{self._base}/api/config/config_entries/entry",
+            params={"domain": "printcam"},
+            headers=self._headers,
+        ) as resp:
+            entries = await _json(resp, "GET config entries")
+        return {entry["entry_id"] for entry in entries}
+
+    async def add(self, menu_step: str, form: dict[str, Any]) -> dict[str, Any]:
+        """Start PrintCam's flow, pick ``menu_step``, submit ``form``; return the result."""
+        flow_url = f"{self._base}/api/config/config_entries/flow"
+        async with self._session.post(
+            flow_url,
+            json={"handler": "printcam", "show_advanced_options": False},
+            headers=self._headers,
+        ) as resp:
+            result = await _json(resp, "start config flow")
+        if result.get("type") == "menu":
+            async with self._session.post(
+                f"{flow_url}/{result['flow_id']}",
+                json={"next_step_id": menu_step},
+                headers=self._headers,
+            ) as resp:
+                result = await _json(resp, f"choose {menu_step}")
+        async with self._session.post(
+            f"{flow_url}/{result['flow_id']}", json=form, headers=self._headers
+        ) as resp:
+            result = await _json(resp, f"submit the {menu_step} form")
+        if result.get("type") == "form":
+            # Still the form: it shows errors. Do not leave the flow pending.
+            async with self._session.delete(
+                f"{flow_url}/{result['flow_id']}", headers=self._headers
+            ):
+                pass
+        return dict(result)
+
+
+async def add_printers(
+    paths: Paths,
+    flows: ConfigFlows,
+    sims: dict[str, Any],
     state: dict[str, Any],
 ) -> None:
-    """Add the simulated printer through the config flow, unless done."""
-    step(f"Adding {PRINTER_NAME!r} ({sim['url']})")
-    headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(
-        f"{base}/api/config/config_entries/entry",
-        params={"domain": "printcam"},
-        headers=headers,
-    ) as resp:
-        entries = await _json(resp, "GET config entries")
-    # The REST API does not show an entry's URL: the entry made for this
-    # simulator URL is remembered in state.json.
-    for entry in entries:
-        if (
-            entry["entry_id"] == state.get("entry_id")
-            and state.get("entry_url") == sim["url"]
+    """Add both simulated printers through the config flow, unless done.
+
+    The REST API does not show an entry's data: the entry made for each
+    simulator (and the address it was made for) is remembered in state.json.
+    """
+    existing = await flows.entry_ids()
+    mjpeg, bambu = sims["mjpeg"], sims["bambu"]
+    printers = (
+        (
+            "mjpeg",
+            f"{MJPEG_NAME!r} ({mjpeg['url']})",
+            mjpeg["url"],
+            {"name": MJPEG_NAME, "url": mjpeg["url"], "verify_ssl": True},
+        ),
+        (
+            "bambu",
+            f"Bambu Lab {BAMBU_MODEL} {bambu['serial']} ({bambu['host']}:{bambu['port']})",
+            f"{bambu['host']}:{bambu['port']}",
+            {
+                "host": bambu["host"],
+                "serial": bambu["serial"],
+                "access_code": bambu["access_code"],
+                "model": BAMBU_MODEL,
+                "advanced": {"port": bambu["port"]},
+            },
+        ),
+    )
+    for key, label, address, form in printers:
+        step(f"Adding {label}")
+        entry_key, address_key = f"{key}_entry_id", f"{key}_entry_address"
+        if key == "mjpeg":  # the names the first demo (MJPEG only) used
+            entry_key, address_key = "entry_id", "entry_url"
+        entry_id = state.get(entry_key)
+        if entry_id in existing and state.get(address_key) == address:
+            note(f"entry {entry_id} exists (skipped)")
+            continue
+        result = await flows.add(key, form)
+        if result.get("type") == "abort" and result.get("reason") == (
+            "already_configured"
         ):
-            note(f"entry {entry['title']!r} exists, state {entry['state']} (skipped)")
-            return
-    flow_url = f"{base}/api/config/config_entries/flow"
-    async with session.post(
-        flow_url,
-        json={"handler": "printcam", "show_advanced_options": False},
-        headers=headers,
-    ) as resp:
-        result = await _json(resp, "start config flow")
-    if result.get("type") == "menu":
-        async with session.post(
-            f"{flow_url}/{result['flow_id']}",
-            json={"next_step_id": "mjpeg"},
-            headers=headers,
-        ) as resp:
-            result = await _json(resp, "choose mjpeg")
-    async with session.post(
-        f"{flow_url}/{result['flow_id']}",
-        json={"name": PRINTER_NAME, "url": sim["url"], "verify_ssl": True},
-        headers=headers,
-    ) as resp:
-        result = await _json(resp, "submit printer")
-    if result.get("type") == "abort" and result.get("reason") == "already_configured":
-        note("an entry for this URL already exists (skipped)")
-        return
-    if result.get("type") != "create_entry":
-        raise DemoError(f"config flow did not create an entry: {result}")
-    state["entry_id"] = result["result"]["entry_id"]
-    state["entry_url"] = sim["url"]
-    _save(STATE_FILE, state)
-    note(f"created entry {result['result']['title']!r}")
+            raise DemoError(
+                f"Home Assistant already has an entry for this printer, but "
+                f"{paths.show(paths.state_file)} does not name it: delete "
+                f"{paths.show(paths.root)} to start over"
+            )
+        if result.get("type") != "create_entry":
+            raise DemoError(f"config flow did not create an entry: {result}")
+        state[entry_key] = result["result"]["entry_id"]
+        state[address_key] = address
+        _save(paths.state_file, state)
+        note(f"created entry {result['result']['title']!r}")
+
+
+def entry_ids(state: dict[str, Any]) -> dict[str, str]:
+    """Return the config entry id made for each simulator (from state.json)."""
+    return {"mjpeg": state["entry_id"], "bambu": state["bambu_entry_id"]}
+
+
+async def _printer_entities(
+    ws: WebSocket, paths: Paths, state: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Wait until each printer's entry has a camera; return its entity ids."""
+    entries = entry_ids(state)
+    deadline = time.monotonic() + ENTITIES_TIMEOUT
+    while True:
+        registry = await ws.call("config/entity_registry/list")
+        found: dict[str, list[str]] = {}
+        for key, entry_id in entries.items():
+            found[key] = sorted(
+                e["entity_id"]
+                for e in registry
+                if e.get("platform") == "printcam"
+                and e.get("config_entry_id") == entry_id
+                and e.get("disabled_by") is None
+            )
+        missing = [
+            key
+            for key, ids in found.items()
+            if not any(i.startswith("camera.") for i in ids)
+        ]
+        if not missing:
+            return found
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"no camera entity appeared for {missing}; see {paths.hass_log}"
+            )
+        await asyncio.sleep(0.5)
+
+
+def dashboard_config(entities: dict[str, list[str]]) -> dict[str, Any]:
+    """Return the dashboard: per printer, its live camera above its entities."""
+    stacks: list[dict[str, Any]] = []
+    for ids in entities.values():
+        camera = next(i for i in ids if i.startswith("camera."))
+        others = [i for i in ids if i.split(".")[0] in STATE_DOMAINS]
+        cards: list[dict[str, Any]] = [
+            {"type": "picture-entity", "entity": camera, "camera_view": "live"}
+        ]
+        if others:
+            cards.append(
+                {"type": "entities", "entities": others, "show_header_toggle": False}
+            )
+        stacks.append({"type": "vertical-stack", "cards": cards})
+    return {
+        "title": "PrintCam demo",
+        "views": [{"title": "Printers", "path": "printers", "cards": stacks}],
+    }
 
 
 async def create_dashboard(
-    session: aiohttp.ClientSession, base: str, token: str
-) -> None:
-    """Create the printcam-demo dashboard, unless it exists."""
+    paths: Paths,
+    session: aiohttp.ClientSession,
+    base: str,
+    token: str,
+    state: dict[str, Any],
+) -> dict[str, str]:
+    """Create or update the printcam-demo dashboard; return the cameras."""
     step(f"Dashboard /{DASHBOARD}")
     async with WebSocket.connect(session, base, token) as ws:
+        entities = await _printer_entities(ws, paths, state)
+        cameras = {
+            key: next(i for i in ids if i.startswith("camera."))
+            for key, ids in entities.items()
+        }
+        wanted = dashboard_config(entities)
         dashboards = await ws.call("lovelace/dashboards/list")
-        if any(d.get("url_path") == DASHBOARD for d in dashboards):
-            note("dashboard exists (skipped)")
-            return
-        # The entities appear once the entry has set up: wait for a camera.
-        deadline = time.monotonic() + 60
-        while True:
-            registry = await ws.call("config/entity_registry/list")
-            ours = sorted(
-                (e for e in registry if e.get("platform") == "printcam"),
-                key=lambda e: e["entity_id"],
+        if not any(d.get("url_path") == DASHBOARD for d in dashboards):
+            await ws.call(
+                "lovelace/dashboards/create",
+                url_path=DASHBOARD,
+                title="PrintCam demo",
+                icon="mdi:printer-3d",
+                show_in_sidebar=True,
+                require_admin=False,
             )
-            cameras = [
-                e["entity_id"] for e in ours if e["entity_id"].startswith("camera.")
-            ]
-            if cameras or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(1)
-        if not cameras:
-            raise DemoError("no printcam camera entity appeared; see .demo/hass.log")
-        others = [
-            e["entity_id"]
-            for e in ours
-            if e["entity_id"].split(".")[0]
-            in ("sensor", "binary_sensor", "switch", "button")
-        ]
-        cards: list[dict[str, Any]] = [
-            {"type": "picture-entity", "entity": cam, "camera_view": "live"}
-            for cam in cameras
-        ]
-        if others:
-            cards.append({"type": "entities", "title": "Printer", "entities": others})
-        await ws.call(
-            "lovelace/dashboards/create",
-            url_path=DASHBOARD,
-            title="PrintCam demo",
-            icon="mdi:printer-3d",
-            show_in_sidebar=True,
-            require_admin=False,
-        )
-        await ws.call(
-            "lovelace/config/save",
-            url_path=DASHBOARD,
-            config={
-                "title": "PrintCam demo",
-                "views": [{"title": "Printer", "path": "printer", "cards": cards}],
-            },
-        )
-        note(f"created with cameras {cameras} and {len(others)} other entities")
+            current = None
+        else:
+            try:
+                current = await ws.call("lovelace/config", url_path=DASHBOARD)
+            except DemoError:  # exists without a saved config
+                current = None
+        if current == wanted:
+            note("dashboard up to date (skipped)")
+        else:
+            await ws.call("lovelace/config/save", url_path=DASHBOARD, config=wanted)
+            count = sum(len(ids) for ids in entities.values())
+            note(f"saved: cameras {sorted(cameras.values())}, {count} entities")
+    return cameras
 
 
 # -------------------------------------------------------------------- main
 
 
-async def run(port: int, stop: asyncio.Event, procs: Processes) -> None:
-    """Do every step, then watch the children until ``stop``."""
-    DEMO.mkdir(exist_ok=True)
-    state = _load(STATE_FILE)
-    if _port_busy(port):
+async def bring_up(paths: Paths, port: int, procs: Processes) -> DemoInfo:
+    """Do every step (skipping what is done); return what the demo offers.
+
+    The children started are in ``procs``; stopping them is the caller's job
+    (`Processes.stop_all`), also when this raises.
+    """
+    paths.root.mkdir(parents=True, exist_ok=True)
+    state = _load(paths.state_file)
+    if port_busy(port):
         raise DemoError(f"port {port} is in use: choose another with --port N")
-    write_config(port)
+    write_config(paths, port)
     base = f"http://127.0.0.1:{port}"
-    sim = await start_simulator(procs, state)
+    sims = await start_simulators(procs, paths, state)
     async with aiohttp.ClientSession() as session:
-        await start_hass(procs, session, base)
-        token = await authenticate(session, base)
-        await add_printer(session, base, token, sim, state)
-        await create_dashboard(session, base, token)
-    creds = _load(CREDENTIALS_FILE)
-    step("Ready")
-    note(f"open      {base}/{DASHBOARD}")
-    note(f"username  {creds['username']}")
-    note(f"password  {creds['password']}")
-    note(f'token     in {CREDENTIALS_FILE.relative_to(ROOT)} ("token")')
-    note(f"simulator {sim['status_url']} (counters)")
-    note("Ctrl-C stops Home Assistant and the simulator")
+        await start_hass(procs, paths, session, base)
+        creds = await authenticate(paths, session, base)
+        flows = ConfigFlows(session, base, creds["token"])
+        await add_printers(paths, flows, sims, state)
+        cameras = await create_dashboard(paths, session, base, creds["token"], state)
+    return DemoInfo(
+        base=base,
+        username=creds["username"],
+        password=creds["password"],
+        token=creds["token"],
+        simulators=sims,
+        cameras=cameras,
+        entries=entry_ids(state),
+    )
+
+
+async def run(paths: Paths, port: int, stop: asyncio.Event, procs: Processes) -> None:
+    """Bring the demo up, then watch the children until ``stop``."""
+    started = time.monotonic()
+    info = await bring_up(paths, port, procs)
+    bambu = info.simulators["bambu"]
+    step(f"Ready after {time.monotonic() - started:.1f} s")
+    note(f"open      {info.dashboard_url}")
+    note(f"username  {info.username}")
+    note(f"password  {info.password}")
+    note(f'token     in {paths.show(paths.credentials_file)} ("token")')
+    note(f"MJPEG     {info.simulators['mjpeg']['status_url']} (counters)")
+    note(f"Bambu     {bambu['status_url']} (counters)")
+    note(
+        f"          {bambu['host']}:{bambu['port']} serial {bambu['serial']} "
+        f"access code {bambu['access_code']}"
+    )
+    note("Ctrl-C stops Home Assistant and the simulators")
     while not stop.is_set():
         for name, proc in procs.children:
             if proc.poll() is not None:
-                raise DemoError(f"{name} exited ({proc.returncode}); see .demo/ logs")
+                raise DemoError(
+                    f"{name} exited ({proc.returncode}); "
+                    f"see the logs in {paths.show(paths.root)}"
+                )
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1)
 
 
-async def amain(port: int) -> int:
+async def amain(paths: Paths, port: int) -> int:
     """Run the demo; stop the children however it ends; return the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    procs = Processes()
+    procs = Processes(paths)
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError("amain must run in a task")
@@ -597,7 +829,7 @@ async def amain(port: int) -> int:
         loop.add_signal_handler(sig, on_signal)
     code = 0
     try:
-        await run(port, stop, procs)
+        await run(paths, port, stop, procs)
     except asyncio.CancelledError:
         pass
     except DemoError as err:
@@ -622,7 +854,8 @@ def main(argv: list[str] | None = None) -> None:
         help="Home Assistant port (default 8123 or $PRINTCAM_DEMO_PORT)",
     )
     args = parser.parse_args(argv)
-    sys.exit(asyncio.run(amain(args.port)))
+    paths = Paths.from_env()
+    sys.exit(asyncio.run(amain(paths, args.port)))
 
 
 if __name__ == "__main__":

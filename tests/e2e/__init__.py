@@ -1,0 +1,1 @@
+"""End-to-end tests: a real browser, Home Assistant and the simulators."""

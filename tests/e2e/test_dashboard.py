@@ -1,0 +1,199 @@
+"""End to end: a real browser watches both demo printers through Home Assistant.
+
+The demo stack (both simulators and a real ``hass``) runs on free ports in a
+temporary directory; Chromium logs in through the real login page and opens
+the PrintCam dashboard in three tabs. Each printer must show a moving live
+picture in every tab while its simulator sees exactly one camera connection,
+which closes once the grace window after the last viewer has passed.
+
+Set ``PRINTCAM_UPDATE_SCREENSHOT=1`` to also save a tab to docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import os
+from pathlib import Path
+import re
+import time
+from typing import Any
+
+from playwright.sync_api import Locator, Page, sync_playwright
+import pytest
+
+from printer_sim.demo import ROOT
+
+from .helpers import Browser, DemoStack, wait_groups_gone, wait_no_process_mentions
+
+TABS = 3
+WATCH_S = 3.0
+GRACE_S = 5.0
+"""The integration's default idle grace (``idle_grace_s``), kept as is."""
+CLOSE_TIMEOUT_S = 15.0
+UI_TIMEOUT_MS = 20_000
+VIEWPORT = {"width": 1280, "height": 800}
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+
+def wait_until(what: str, check: Callable[[], tuple[bool, Any]], timeout: float) -> Any:
+    """Poll ``check`` (returning ``(done, detail)``) until done; return the detail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, detail = check()
+        if done:
+            return detail
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout:g} s: {what}; last: {detail}"
+        )
+        time.sleep(0.2)
+
+
+def log_in(page: Page, base: str, username: str, password: str) -> None:
+    """Log in through Home Assistant's login page, landing on a camera-free page."""
+    page.goto(f"{base}/profile/general")
+    page.wait_for_url(re.compile(r"/auth/authorize\?"))
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/profile/general"))
+    page.locator("ha-settings-row").first.wait_for()
+
+
+def camera_images(page: Page, cameras: dict[str, str]) -> dict[str, Locator]:
+    """Return each camera's live ``<img>`` once it shows a 1280x720 frame."""
+    images = {}
+    for key, entity_id in cameras.items():
+        img = page.locator(
+            f"ha-camera-stream img[src*='/api/camera_proxy_stream/{entity_id}?']"
+        )
+        img.wait_for()
+        wait_until(
+            f"{entity_id} shows a frame in {page.url}",
+            lambda img=img: (
+                (width := img.evaluate("i => i.complete && i.naturalWidth")) == 1280,
+                width,
+            ),
+            UI_TIMEOUT_MS / 1000,
+        )
+        images[key] = img
+    return images
+
+
+def counters(stack: DemoStack) -> dict[str, dict[str, Any]]:
+    """Return both simulators' counters."""
+    return {key: stack.status(key) for key in ("mjpeg", "bambu")}
+
+
+def upstreams_open(status: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """Return, per simulator, whether a camera connection is open."""
+    return {
+        # Asking the MJPEG printer for /status is itself an open connection:
+        # count its camera streams instead.
+        "mjpeg": status["mjpeg"]["active_streams"] > 0,
+        "bambu": status["bambu"]["open_connections"] > 0,
+    }
+
+
+def all_closed(stack: DemoStack) -> tuple[bool, dict[str, dict[str, Any]]]:
+    """Return whether no camera connection is open, and the counters."""
+    status = counters(stack)
+    return not any(upstreams_open(status).values()), status
+
+
+@pytest.mark.timeout(90)
+def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
+    demo_stack: DemoStack, chromium: Browser, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    info = demo_stack.info
+    assert set(info.cameras) == {"mjpeg", "bambu"}
+
+    # Nothing was installed at run time: requirements_test.txt pins it all.
+    hass_log = demo_stack.paths.hass_log.read_text(encoding="utf-8")
+    assert "Running uv pip command" not in hass_log
+
+    # The setup probes are over: no camera connection is open.
+    wait_until("the setup probes closed", lambda: all_closed(demo_stack), 15.0)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.connect_over_cdp(chromium.cdp_url)
+        context = browser.contexts[0]
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        context.set_default_navigation_timeout(UI_TIMEOUT_MS)
+
+        first = context.new_page()
+        first.set_viewport_size(VIEWPORT)
+        log_in(first, info.base, info.username, info.password)
+        before = counters(demo_stack)
+
+        # Three tabs on the dashboard (the login's tokens are in localStorage).
+        pages = [first] + [context.new_page() for _ in range(TABS - 1)]
+        for page in pages:
+            page.set_viewport_size(VIEWPORT)
+            page.goto(info.dashboard_url)
+        images = [camera_images(page, info.cameras) for page in pages]
+
+        # Every tab shows both pictures moving.
+        shots = [{key: img.screenshot() for key, img in tab.items()} for tab in images]
+        time.sleep(WATCH_S)
+        for number, (tab, old) in enumerate(zip(images, shots, strict=True), 1):
+            for key, img in tab.items():
+                assert img.screenshot() != old[key], (
+                    f"the {key} camera did not change in tab {number} "
+                    f"over {WATCH_S:g} s"
+                )
+
+        # One camera connection per printer, however many viewers.
+        during = counters(demo_stack)
+        mjpeg_before, mjpeg = before["mjpeg"], during["mjpeg"]
+        assert mjpeg["stream_requests"] - mjpeg_before["stream_requests"] == 1, during
+        assert mjpeg["still_requests"] == mjpeg_before["still_requests"], during
+        assert mjpeg["rejected_connections"] == mjpeg_before["rejected_connections"]
+        assert mjpeg["active_streams"] == 1, during
+        bambu_before, bambu = before["bambu"], during["bambu"]
+        assert bambu["total_connections"] - bambu_before["total_connections"] == 1, (
+            during
+        )
+        assert bambu["handshakes"] - bambu_before["handshakes"] == 1, during
+        assert bambu["open_connections"] == 1, during
+        assert bambu["refused_connections"] == bambu_before["refused_connections"]
+
+        shot = pages[0].screenshot()
+        (demo_stack.paths.root / "screenshot.png").write_bytes(shot)
+        if os.environ.get("PRINTCAM_UPDATE_SCREENSHOT"):
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            SCREENSHOT.write_bytes(shot)
+
+        # Close the tabs: each upstream closes once the grace window passed.
+        for page in pages:
+            page.close()
+        closed_at = time.monotonic()
+        after = wait_until(
+            "both camera connections closed",
+            lambda: all_closed(demo_stack),
+            CLOSE_TIMEOUT_S,
+        )
+        closed_after = time.monotonic() - closed_at
+        assert closed_after >= GRACE_S - 0.5, (
+            f"closed {closed_after:.1f} s after the tabs: before the grace window"
+        )
+        # ...and nothing connected again meanwhile.
+        assert after["bambu"]["total_connections"] == bambu["total_connections"]
+        assert after["mjpeg"]["stream_requests"] == mjpeg["stream_requests"]
+        browser.close()
+
+    # Stop everything: no process of the stack or the browser is left.
+    chromium.stop()
+    demo_stack.stop()
+    handles = [("chromium", chromium.process), *demo_stack.handles]
+    for name, proc in handles:
+        assert proc.poll() is not None, f"{name} still runs"
+    leftover = wait_groups_gone([proc.pid for _, proc in handles], 5.0)
+    assert not leftover, f"process groups still alive: {leftover}"
+    # Nor any other process of this test (e.g. Chromium's crash handlers).
+    stray = wait_no_process_mentions(str(tmp_path), 5.0)
+    assert not stray, f"processes left: {stray}"
+    print(  # noqa: T201 - the figures worth seeing with -s
+        f"\ne2e: {time.monotonic() - started:.1f} s in the test; upstreams closed "
+        f"{closed_after:.1f} s after the tabs"
+    )
