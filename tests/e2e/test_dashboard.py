@@ -6,13 +6,13 @@ the PrintCam dashboard in three tabs. Each printer must show a moving live
 picture in every tab while its simulator sees exactly one camera connection,
 which closes once the grace window after the last viewer has passed.
 
-Set ``PRINTCAM_UPDATE_SCREENSHOT=1`` to also save a tab to docs/screenshot.png.
+A screenshot of one tab is saved to docs/screenshot.png, which the README
+shows (``git checkout docs/screenshot.png`` to drop a run's new picture).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-import os
 from pathlib import Path
 import re
 import time
@@ -158,11 +158,8 @@ def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
         assert bambu["open_connections"] == 1, during
         assert bambu["refused_connections"] == bambu_before["refused_connections"]
 
-        shot = pages[0].screenshot()
-        (demo_stack.paths.root / "screenshot.png").write_bytes(shot)
-        if os.environ.get("PRINTCAM_UPDATE_SCREENSHOT"):
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            SCREENSHOT.write_bytes(shot)
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(pages[0].screenshot())
 
         # Close the tabs: each upstream closes once the grace window passed.
         for page in pages:
