@@ -55,9 +55,10 @@ import random
 import secrets
 import ssl
 import struct
-from typing import Any, Final, Self, cast
+from typing import Any, Final, cast
 
 from .certs import Certificate, make_certificate, server_context
+from .connections import ConnectionHooks, CountingPrinter, ForwardingProtocol
 from .jpeg import numbered_jpeg
 
 __all__ = ["MODES", "BambuConnection", "BambuPrinter"]
@@ -88,7 +89,6 @@ CLOSE_TIMEOUT: Final = 5.0
 """How long `close()` waits for the connections to close."""
 _ABORT_AFTER: Final = 1.0
 """In `close()`: abort connections that a graceful close did not end by then."""
-_HANDSHAKE_TIMEOUT: Final = 10.0
 _SHUTDOWN_TIMEOUT: Final = 2.0
 _SPLIT_SIZES: Final = (1, 2, 3, 5, 7, 11, 13)
 _AUTH_HEAD: Final = struct.pack("<IIII", 0x40, 0x3000, 0, 0)
@@ -126,17 +126,9 @@ class BambuConnection:
     tls: asyncio.Transport | None = field(default=None, repr=False)
 
 
-@dataclass(slots=True, frozen=True)
-class _Hooks:
-    """The printer's callbacks, for the protocol."""
-
-    made: Callable[[BambuConnection, asyncio.Transport], None]
-    serve: Callable[[_CountingProtocol, asyncio.Transport], None]
-    hang_up: Callable[[BambuConnection, str], None]
-    lost: Callable[[BambuConnection], None]
-
-
-class _CountingProtocol(asyncio.Protocol):
+class _CountingProtocol(
+    ForwardingProtocol[BambuConnection, asyncio.StreamReaderProtocol]
+):
     """Sees a connection's whole TCP life; under TLS it feeds a StreamReader.
 
     It is the TCP protocol until `loop.start_tls` takes the transport over,
@@ -146,14 +138,16 @@ class _CountingProtocol(asyncio.Protocol):
     """
 
     def __init__(
-        self, hooks: _Hooks, record: BambuConnection, context: ssl.SSLContext
+        self,
+        hooks: ConnectionHooks[BambuConnection],
+        record: BambuConnection,
+        context: ssl.SSLContext,
+        serve: Callable[[_CountingProtocol, asyncio.Transport], None],
     ) -> None:
-        self._hooks = hooks
-        self.record = record
-        self.context = context
         self.reader = asyncio.StreamReader()
-        self.inner = asyncio.StreamReaderProtocol(self.reader)
-        self._inner_made = False
+        super().__init__(hooks, record, asyncio.StreamReaderProtocol(self.reader))
+        self.context = context
+        self._serve = serve
         self._early = bytearray()
         self._early_eof = False
         self._swallow = False
@@ -169,12 +163,11 @@ class _CountingProtocol(asyncio.Protocol):
             self._swallow = True
             return  # keep reading (and ignoring) so a hang-up is seen
         tcp.pause_reading()  # no byte may be read before the handshake
-        self._hooks.serve(self, tcp)
+        self._serve(self, tcp)
 
     def start_inner(self, tls: asyncio.Transport) -> None:
         """Connect the StreamReader to the TLS transport."""
-        self._inner_made = True
-        self.inner.connection_made(tls)
+        self._start_inner(tls)
         if self._early:
             self.inner.data_received(bytes(self._early))
             self._early.clear()
@@ -190,35 +183,12 @@ class _CountingProtocol(asyncio.Protocol):
             # and `start_inner`.
             self._early += data
 
-    def eof_received(self) -> bool | None:
-        """Mark the connection no longer open: the client hung up (FIN or close_notify)."""
-        self._hooks.hang_up(self.record, "client")
-        if self._inner_made:
-            self.inner.eof_received()
-        else:
-            self._early_eof = True
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Count the connection closed."""
-        try:
-            if self._inner_made:
-                self.inner.connection_lost(exc)
-        finally:
-            self._hooks.lost(self.record)
-
-    def pause_writing(self) -> None:
-        """Forward flow control to the StreamWriter."""
-        if self._inner_made:
-            self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        """Forward flow control to the StreamWriter."""
-        if self._inner_made:
-            self.inner.resume_writing()
+    def _eof_before_inner(self) -> None:
+        # The client hung up (FIN or close_notify) before `start_inner`.
+        self._early_eof = True
 
 
-class BambuPrinter:
+class BambuPrinter(CountingPrinter[BambuConnection]):
     """A fake Bambu Lab port-6000 camera on a real socket (see the module doc)."""
 
     def __init__(
@@ -267,10 +237,8 @@ class BambuPrinter:
         """Keep every frame sent (tests); a long-running demo turns it off."""
         self._rng = random.Random(seed)  # noqa: S311 - garbage bytes, not crypto
 
-        # Counters a test reads.
-        self.connections: list[BambuConnection] = []
-        self.total_connections = 0
-        self.max_open_connections = 0
+        super().__init__()
+        # Counters a test reads (the connection counters: `CountingPrinter`).
         self.handshakes = 0
         """TLS handshakes completed."""
         self.handshake_failures = 0
@@ -295,17 +263,7 @@ class BambuPrinter:
         self._certificate: Certificate | None = certificate
         self._context: ssl.SSLContext | None = None
         self._frame_index = 0
-        self._running = asyncio.Event()
-        self._running.set()
-        self._closing = False
-        self._started = False
-        self._waiters: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listener: asyncio.Server | None = None
-        self._old_listeners: list[asyncio.Server] = []
-        self._hooks = _Hooks(
-            self._on_made, self._start_serving, self._on_hang_up, self._on_lost
-        )
 
     @staticmethod
     def _check_mode(mode: str) -> None:
@@ -327,62 +285,12 @@ class BambuPrinter:
         if self.mode == "refuse":
             self.refuse()
 
-    async def accept(self) -> None:
-        """Listen (again, after `refuse()`) on the same port."""
-        if not self._started:
-            raise RuntimeError("not started")
-        if self._listener is not None:
-            return
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            self._protocol_factory, self.host, self.port, reuse_address=True
-        )
-        self.port = self._listener.sockets[0].getsockname()[1]
-
-    def refuse(self) -> None:
-        """Stop listening: new connections are refused, open ones stay."""
-        if self._listener is not None:
-            self._listener.close()
-            self._old_listeners.append(self._listener)
-            self._listener = None
-
-    async def close(self) -> None:
-        """Stop serving, close every connection and wait until all are closed.
-
-        Raises AssertionError (listing them) when a connection is still not
-        closed after `CLOSE_TIMEOUT` seconds.
-        """
-        self._closing = True
-        self._running.set()
-        self.refuse()
-        self._changed()
-        # Let accept callbacks already queued create their protocols, so a
-        # connection accepted right now is counted (and closed) below.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        for record in self.connections:
-            self._hang_up(record)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CLOSE_TIMEOUT
-        with contextlib.suppress(AssertionError):
-            await self.wait_for(BambuPrinter._all_done, timeout=_ABORT_AFTER)
-        # A client that stopped reading keeps a TLS shutdown pending.
-        for record in self.connections:
-            if record.tcp is not None and not record.closed:
-                record.tcp.abort()
-        try:
-            await self.wait_for(
-                BambuPrinter._all_done, timeout=max(0.0, deadline - loop.time())
-            )
-        finally:
-            await self._finish_tasks(max(0.1, deadline - loop.time()))
-            for listener in self._old_listeners:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.1, deadline - loop.time())):
-                        await listener.wait_closed()
-            self._old_listeners.clear()
+    def _close_timeouts(self) -> tuple[float, float]:
+        # Read when closing: tests shorten them on this module.
+        return CLOSE_TIMEOUT, _ABORT_AFTER
 
     async def _finish_tasks(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait for the handlers, cancelling those still running after ``timeout``."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         for task in list(self._tasks):  # pragma: no cover - handlers end by then
@@ -390,26 +298,7 @@ class BambuPrinter:
         if self._tasks:  # pragma: no cover
             await asyncio.wait(set(self._tasks))
 
-    async def __aenter__(self) -> Self:
-        """Start the printer."""
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        """Close the printer."""
-        await self.close()
-
     # ------------------------------------------------------------- controls
-
-    def pause(self) -> None:
-        """Hold frames back; connections stay open."""
-        self._running.clear()
-        self._changed()
-
-    def resume(self) -> None:
-        """Send frames again after `pause()`."""
-        self._running.set()
-        self._changed()
 
     def drop_all(self) -> int:
         """Hang up every open connection; return how many."""
@@ -458,26 +347,6 @@ class BambuPrinter:
         """Return the lowercase hex SHA-256 of the current DER certificate."""
         return self.certificate.sha256
 
-    @property
-    def listening(self) -> bool:
-        """Return True while new connections are accepted."""
-        return self._listener is not None
-
-    @property
-    def paused(self) -> bool:
-        """Return True while `pause()` holds the frames back."""
-        return not self._running.is_set()
-
-    @property
-    def open_connections(self) -> int:
-        """Return how many connections neither side has hung up yet."""
-        return sum(1 for record in self.connections if record.open)
-
-    @property
-    def live_connections(self) -> list[BambuConnection]:
-        """Return the connections whose socket is not fully closed yet."""
-        return [record for record in self.connections if not record.closed]
-
     def status(self) -> dict[str, Any]:
         """Return the counters."""
         return {
@@ -499,42 +368,9 @@ class BambuPrinter:
             "paused": self.paused,
         }
 
-    async def wait_for(
-        self,
-        predicate: Callable[[BambuPrinter], bool],
-        timeout: float = 5.0,  # noqa: ASYNC109 - a test helper's bound
-    ) -> None:
-        """Wait until ``predicate(self)`` is true; AssertionError after ``timeout``.
-
-        The predicate is checked again after every change of the counters
-        (connections, logins, frames), so no polling is involved.
-        """
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate(self):
-                    await self._next_change()
-        except TimeoutError:
-            raise AssertionError(
-                f"printer condition not met within {timeout:g} s: {self.status()}; "
-                f"live connections: {self.live_connections}"
-            ) from None
-
     def _all_done(self) -> bool:
         """Return True when every connection is closed and every handler done."""
-        return not self._tasks and all(record.closed for record in self.connections)
-
-    async def _next_change(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            await waiter
-        finally:
-            self._waiters.discard(waiter)
-
-    def _changed(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        return not self._tasks and super()._all_done()
 
     # ------------------------------------------------------ TCP accounting
 
@@ -554,13 +390,10 @@ class BambuPrinter:
         if self.max_clients is not None and others >= self.max_clients:
             record.over_limit = True
             self.over_limit_connections += 1
-        self.connections.append(record)
-        self.total_connections += 1
-        self.max_open_connections = max(
-            self.max_open_connections, self.open_connections
+        self._add_connection(record)
+        return _CountingProtocol(
+            self._hooks, record, self._context, self._start_serving
         )
-        self._changed()
-        return _CountingProtocol(self._hooks, record, self._context)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -578,30 +411,22 @@ class BambuPrinter:
 
     def _on_made(self, record: BambuConnection, tcp: asyncio.Transport) -> None:
         record.tcp = tcp
-        peer = tcp.get_extra_info("peername")
-        record.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if self._closing:
-            self._hang_up(record)
+        super()._on_made(record, tcp)
 
     def _hang_up(self, record: BambuConnection) -> None:
-        """Close a connection from the printer's side."""
         self._on_hang_up(record, "server")
         transport = record.tls or record.tcp
         if transport is not None and not record.closed:
             transport.close()
 
-    def _on_hang_up(self, record: BambuConnection, by: str) -> None:
-        if record.open:
-            record.open = False
-            record.hung_up_by = by
-            self._changed()
+    def _abort(self, record: BambuConnection) -> None:
+        if record.tcp is not None:
+            record.tcp.abort()
 
     def _on_lost(self, record: BambuConnection) -> None:
-        self._on_hang_up(record, "server")
         if not record.closed:
-            record.closed = True
             record.tcp = record.tls = None
-            self._changed()
+        super()._on_lost(record)
 
     # ------------------------------------------------------------ handlers
 
@@ -611,25 +436,14 @@ class BambuPrinter:
         loop = asyncio.get_running_loop()
         if tcp.is_closing():
             return  # closed before the handshake could start
-        try:
-            tls = await loop.start_tls(
-                tcp,
-                protocol,
-                protocol.context,
-                server_side=True,
-                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
-                ssl_shutdown_timeout=_SHUTDOWN_TIMEOUT,
-            )
-        except (OSError, RuntimeError):
-            tls = None
+        tls = await protocol.start_tls(
+            tcp, protocol.context, shutdown_timeout=_SHUTDOWN_TIMEOUT
+        )
         if tls is None:
             # The client hung up during the handshake (or never finished it).
             record.handshake = "failed"
             self.handshake_failures += 1
-            self._on_hang_up(record, "client")
-            tcp.close()
-            await asyncio.sleep(0)  # the socket closes on this iteration
-            self._on_lost(record)
+            await protocol.handshake_failed(tcp)
             return
         record.handshake = "done"
         record.tls = tls

@@ -61,27 +61,26 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Sequence
-import contextlib
 from dataclasses import dataclass, field
 import hashlib
 import json
 import logging
-from pathlib import Path
 import random
 import secrets
 import ssl
-import tempfile
-from typing import TYPE_CHECKING, Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from custom_components.printcam.mjpeg import read_header_value
 
+from .certs import make_certificate, server_context
+from .connections import ConnectionHooks, CountingPrinter, ForwardingProtocol
 from .jpeg import numbered_jpeg
 
 if TYPE_CHECKING:
     from aiohttp.abc import AbstractStreamWriter
-    from aiohttp.web_protocol import RequestHandler
 
 __all__ = [
     "MODES",
@@ -177,7 +176,7 @@ class ConnectionRecord:
     transport: asyncio.Transport | None = field(default=None, repr=False)
 
 
-class _CountingProtocol(asyncio.Protocol):
+class _CountingProtocol(ForwardingProtocol[ConnectionRecord, RequestHandler]):
     """Wraps aiohttp's protocol to see a connection's whole TCP life.
 
     With TLS it sits under the TLS layer too: the listening socket is plain
@@ -189,22 +188,19 @@ class _CountingProtocol(asyncio.Protocol):
 
     def __init__(
         self,
+        hooks: ConnectionHooks[ConnectionRecord],
         record: ConnectionRecord,
         inner: RequestHandler,
-        tracker: _Tracker,
         ssl_context: ssl.SSLContext | None,
     ) -> None:
-        self._record = record
-        self._inner = inner
-        self._tracker = tracker
+        super().__init__(hooks, record, inner)
         self._ssl_context = ssl_context
-        self._inner_made = False
         self._tls_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Count the TCP connection, then start TLS or aiohttp."""
         tcp = cast("asyncio.Transport", transport)
-        self._tracker.made(self._record, tcp)
+        self._hooks.made(self.record, tcp)
         if self._ssl_context is None:
             self._start_inner(tcp)
             return
@@ -217,65 +213,17 @@ class _CountingProtocol(asyncio.Protocol):
     async def _start_tls(self, tcp: asyncio.Transport, context: ssl.SSLContext) -> None:
         if tcp.is_closing():
             return  # hung up before the handshake could start
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(
-                tcp, self, context, server_side=True, ssl_handshake_timeout=10.0
-            )
-        except (OSError, RuntimeError):
-            tls = None
+        tls = await self.start_tls(tcp, context)
         if tls is None:
-            # Failed handshake (e.g. the client distrusts the certificate):
-            # no longer open at once, closed once the socket is.
-            self._tracker.hang_up(self._record, "client")
-            tcp.close()
-            await asyncio.sleep(0)
-            self._tracker.lost(self._record)
+            # Failed handshake (e.g. the client distrusts the certificate).
+            await self.handshake_failed(tcp)
             return
-        self._tracker.made(self._record, tls)
+        self._hooks.made(self.record, tls)
         self._start_inner(tls)
-
-    def _start_inner(self, transport: asyncio.Transport) -> None:
-        self._inner_made = True
-        self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         """Forward request bytes to aiohttp."""
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        """Mark the connection no longer open: the client hung up."""
-        self._tracker.hang_up(self._record, "client")
-        if self._inner_made:
-            self._inner.eof_received()
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Let aiohttp clean up (cancelling the handler), then count it closed."""
-        try:
-            if self._inner_made:
-                self._inner.connection_lost(exc)
-        finally:
-            self._tracker.lost(self._record)
-
-    def pause_writing(self) -> None:
-        """Forward flow control to aiohttp."""
-        if self._inner_made:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        """Forward flow control to aiohttp."""
-        if self._inner_made:
-            self._inner.resume_writing()
-
-
-@dataclass(slots=True, frozen=True)
-class _Tracker:
-    """The printer's connection bookkeeping callbacks, for the protocol."""
-
-    made: Callable[[ConnectionRecord, asyncio.Transport], None]
-    hang_up: Callable[[ConnectionRecord, str], None]
-    lost: Callable[[ConnectionRecord], None]
+        self.inner.data_received(data)
 
 
 class _DoneResponse(web.StreamResponse):
@@ -317,7 +265,7 @@ class _Flags:
         return name in self.names
 
 
-class MjpegPrinter:
+class MjpegPrinter(CountingPrinter[ConnectionRecord]):
     """A fake MJPEG printer camera on a real socket (see the module docstring)."""
 
     def __init__(
@@ -371,11 +319,9 @@ class MjpegPrinter:
         self.record_frames = record_frames
         """Keep every frame sent (tests); a long-running demo turns it off."""
 
-        # Counters a test reads.
-        self.connections: list[ConnectionRecord] = []
+        super().__init__()
+        # Counters a test reads (the connection counters: `CountingPrinter`).
         self.requests: list[RequestRecord] = []
-        self.total_connections = 0
-        self.max_open_connections = 0
         self.stream_requests = 0
         self.still_requests = 0
         self.rejected_connections = 0
@@ -397,23 +343,15 @@ class MjpegPrinter:
         self._stale_nonces: set[str] = set()
         self._opaque = secrets.token_hex(8)
         self._streams: dict[int, asyncio.Transport] = {}
-        self._running = asyncio.Event()
-        self._running.set()
-        self._closing = False
-        self._waiters: set[asyncio.Future[None]] = set()
         self._web_server: web.Server | None = None
-        self._listener: asyncio.Server | None = None
-        self._old_listeners: list[asyncio.Server] = []
-        self._tracker = _Tracker(
-            self._on_connection_made, self._on_hang_up, self._on_connection_lost
-        )
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Start listening (on a random free port when ``port`` is 0)."""
-        if self._web_server is not None:
+        if self._started:
             raise RuntimeError("already started")
+        self._started = True
         # handler_cancellation: a client that hangs up cancels its handler, so
         # a paused stream does not linger after its connection is gone.
         self._web_server = web.Server(
@@ -421,80 +359,11 @@ class MjpegPrinter:
         )
         await self.accept()
 
-    async def accept(self) -> None:
-        """Listen (again, after `refuse()`) on the same port."""
-        if self._web_server is None:
-            raise RuntimeError("not started")
-        if self._listener is not None:
-            return
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            self._protocol_factory,
-            self.host,
-            self.port,
-            reuse_address=True,
-        )
-        self.port = self._listener.sockets[0].getsockname()[1]
-
-    def refuse(self) -> None:
-        """Stop listening: new connections are refused, open ones stay."""
-        if self._listener is not None:
-            self._listener.close()
-            self._old_listeners.append(self._listener)
-            self._listener = None
-
-    async def close(self) -> None:
-        """Stop serving, close every connection and wait until all are closed.
-
-        Raises AssertionError (listing them) when a connection is still not
-        closed after `CLOSE_TIMEOUT` seconds.
-        """
-        self._closing = True
-        self._running.set()  # paused streams must see that we are closing
-        self.refuse()
-        # Let accept callbacks already queued create their protocols, so a
-        # connection accepted right now is counted (and closed) below.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        for record in self.connections:
-            if record.transport is not None and not record.closed:
-                self._on_hang_up(record, "server")
-                record.transport.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CLOSE_TIMEOUT
-        with contextlib.suppress(AssertionError):
-            await self.wait_for(_all_closed, timeout=_ABORT_AFTER)
-        # A client that stopped reading keeps a graceful close pending forever.
-        for record in self.connections:
-            if record.transport is not None and not record.closed:
-                record.transport.abort()
-        try:
-            await self.wait_for(_all_closed, timeout=max(0.0, deadline - loop.time()))
-        finally:
-            for listener in self._old_listeners:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.1, deadline - loop.time())):
-                        await listener.wait_closed()
-            self._old_listeners.clear()
-
-    async def __aenter__(self) -> Self:
-        """Start the printer."""
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        """Close the printer."""
-        await self.close()
+    def _close_timeouts(self) -> tuple[float, float]:
+        # Read when closing: tests shorten them on this module.
+        return CLOSE_TIMEOUT, _ABORT_AFTER
 
     # ------------------------------------------------------------- controls
-
-    def pause(self) -> None:
-        """Stop sending frames; connections stay open."""
-        self._running.clear()
-
-    def resume(self) -> None:
-        """Send frames again after `pause()`."""
-        self._running.set()
 
     def drop_all(self) -> int:
         """Hang up every running stream mid-stream; return how many."""
@@ -536,21 +405,6 @@ class MjpegPrinter:
         """Return the URL of the JSON counters."""
         return f"{self.base_url}/status"
 
-    @property
-    def open_connections(self) -> int:
-        """Return how many connections neither side has hung up yet."""
-        return sum(1 for record in self.connections if record.open)
-
-    @property
-    def live_connections(self) -> list[ConnectionRecord]:
-        """Return the connections whose socket is not fully closed yet."""
-        return [record for record in self.connections if not record.closed]
-
-    @property
-    def paused(self) -> bool:
-        """Return True while `pause()` holds the frames back."""
-        return not self._running.is_set()
-
     def status(self) -> dict[str, Any]:
         """Return the counters (what ``/status`` serves)."""
         return {
@@ -567,37 +421,6 @@ class MjpegPrinter:
             "paused": self.paused,
         }
 
-    async def wait_for(
-        self,
-        predicate: Callable[[MjpegPrinter], bool],
-        timeout: float = 5.0,  # noqa: ASYNC109 - a test helper's bound
-    ) -> None:
-        """Wait until ``predicate(self)`` is true; AssertionError after ``timeout``.
-
-        The predicate is checked again after every change of the counters
-        (connections, requests, frames), so no polling is involved.
-        """
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate(self):
-                    waiter: asyncio.Future[None] = loop.create_future()
-                    self._waiters.add(waiter)
-                    try:
-                        await waiter
-                    finally:
-                        self._waiters.discard(waiter)
-        except TimeoutError:
-            raise AssertionError(
-                f"printer condition not met within {timeout:g} s: {self.status()}; "
-                f"live connections: {self.live_connections}"
-            ) from None
-
-    def _changed(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
     # ------------------------------------------------------ TCP accounting
 
     def _protocol_factory(self) -> asyncio.Protocol:
@@ -605,46 +428,33 @@ class MjpegPrinter:
         if self._web_server is None:  # pragma: no cover - listening implies started
             raise RuntimeError("not started")
         record = ConnectionRecord(index=len(self.connections) + 1)
-        self.connections.append(record)
-        self.total_connections += 1
-        self.max_open_connections = max(
-            self.max_open_connections, self.open_connections
-        )
-        self._changed()
+        self._add_connection(record)
         return _CountingProtocol(
-            record, self._web_server(), self._tracker, self.ssl_context
+            self._hooks, record, self._web_server(), self.ssl_context
         )
 
-    def _on_connection_made(
-        self, record: ConnectionRecord, transport: asyncio.Transport
-    ) -> None:
+    def _on_made(self, record: ConnectionRecord, transport: asyncio.Transport) -> None:
         # Called again with the TLS transport once the handshake is done.
         if record.transport is not None:
             self._by_transport.pop(record.transport, None)
         record.transport = transport
         self._by_transport[transport] = record
-        peer = transport.get_extra_info("peername")
-        record.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if self._closing:
-            # Accepted while closing: hang up at once, close() waits for it.
+        super()._on_made(record, transport)
+
+    def _hang_up(self, record: ConnectionRecord) -> None:
+        if record.transport is not None and not record.closed:
             self._on_hang_up(record, "server")
-            transport.close()
+            record.transport.close()
 
-    def _on_hang_up(self, record: ConnectionRecord, by: str) -> None:
-        if record.open:
-            record.open = False
-            record.hung_up_by = by
-            self._changed()
+    def _abort(self, record: ConnectionRecord) -> None:
+        if record.transport is not None:
+            record.transport.abort()
 
-    def _on_connection_lost(self, record: ConnectionRecord) -> None:
-        # Who closed first is unknown here: if the client did, eof_received
-        # has already marked it; otherwise the server (or a reset) did.
-        self._on_hang_up(record, "server")
-        record.closed = True
+    def _on_lost(self, record: ConnectionRecord) -> None:
         if record.transport is not None:
             self._by_transport.pop(record.transport, None)
         record.transport = None
-        self._changed()
+        super()._on_lost(record)
 
     # ------------------------------------------------------------ handlers
 
@@ -963,49 +773,9 @@ def self_signed_ssl_context(common_name: str = "printer.local") -> ssl.SSLContex
     """Return a server SSL context with a fresh self-signed certificate.
 
     Like the certificates printers make for themselves: a client that
-    verifies certificates refuses it. Needs ``cryptography`` (a Home
-    Assistant dependency), imported only here.
+    verifies certificates refuses it.
     """
-    # Lazy: only TLS printers need it.
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    # load_cert_chain only reads files.
-    with tempfile.TemporaryDirectory() as directory:
-        cert_path = Path(directory, "cert.pem")
-        key_path = Path(directory, "key.pem")
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        context.load_cert_chain(cert_path, key_path)
-    return context
-
-
-def _all_closed(printer: MjpegPrinter) -> bool:
-    return all(record.closed for record in printer.connections)
+    return server_context(make_certificate(common_name, valid_days=30))
 
 
 def _parse_params(text: str) -> dict[str, str]:
