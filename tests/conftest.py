@@ -88,6 +88,22 @@ async def started_printers[P: (MjpegPrinter, BambuPrinter)](
             await printer.close()
 
 
+@pytest.fixture
+async def make_mjpeg_printer(
+    socket_enabled: None,
+) -> AsyncIterator[Callable[..., Awaitable[MjpegPrinter]]]:
+    """Start fast fake MJPEG printers; close them (and their sockets) afterwards."""
+    async with started_printers(MjpegPrinter, fps=200.0) as make:
+        yield make
+
+
+@pytest.fixture
+async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp client session (closed afterwards)."""
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
 def make_entry(
     url: str, *, options: dict[str, Any] | None = None, **data: Any
 ) -> MockConfigEntry:

@@ -1,12 +1,13 @@
-"""A SourceEvents listener that records what a source reports, for tests."""
+"""Helpers for source tests: an event recorder and frame readers."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import contextlib
 from typing import Any
 
-from custom_components.printcam.sources import SourceError, SourceEvents
+from custom_components.printcam.sources import FrameSource, SourceError, SourceEvents
 
 WAIT = 5.0
 
@@ -60,3 +61,23 @@ class Recorder(SourceEvents):
 
     def names(self) -> list[str]:
         return [event[0] for event in self.events if event[0] != "dropped"]
+
+
+async def take(source: FrameSource, count: int) -> list[bytes]:
+    """Read `count` frames from one connection, then close it."""
+    frames: list[bytes] = []
+    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
+        async for frame in stream:
+            frames.append(frame)
+            if len(frames) == count:
+                break
+    return frames
+
+
+async def drain(source: FrameSource) -> list[bytes]:
+    """Read one connection to its end (or its error)."""
+    frames: list[bytes] = []
+    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
+        async for frame in stream:
+            frames.append(frame)
+    return frames

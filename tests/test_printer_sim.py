@@ -8,7 +8,7 @@ client limit and refuse/accept on the same port; its JPEGs must decode.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 import contextlib
 import hashlib
 import io
@@ -31,23 +31,8 @@ from printer_sim import (
     with_comment,
 )
 
-from .conftest import started_printers
-
 PrinterFactory = Callable[..., Awaitable[MjpegPrinter]]
 PASSWORD = "p4ss"
-
-
-@pytest.fixture
-async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
-    """Start fake printers; close them (and wait for their sockets) afterwards."""
-    async with started_printers(MjpegPrinter, fps=200.0) as make:
-        yield make
-
-
-@pytest.fixture
-async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def raw_get(
@@ -153,9 +138,9 @@ def test_jpeg_helpers_reject_bad_input() -> None:
 
 
 async def test_counts_a_connection_that_never_sends_a_request(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     _, writer = await asyncio.open_connection(printer.host, printer.port)
     writer.close()
     await writer.wait_closed()
@@ -171,9 +156,9 @@ async def test_counts_a_connection_that_never_sends_a_request(
 
 
 async def test_close_closes_idle_and_streaming_connections_and_waits(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     idle_reader, idle_writer = await asyncio.open_connection(printer.host, printer.port)
     stream_reader, stream_writer = await asyncio.open_connection(
         printer.host, printer.port
@@ -201,9 +186,9 @@ async def test_close_closes_idle_and_streaming_connections_and_waits(
 
 
 async def test_close_reports_a_connection_that_never_closes(
-    make_printer: PrinterFactory, monkeypatch: pytest.MonkeyPatch
+    make_mjpeg_printer: PrinterFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     monkeypatch.setattr(mjpeg_server, "CLOSE_TIMEOUT", 0.1)
     monkeypatch.setattr(mjpeg_server, "_ABORT_AFTER", 0.05)
     printer.connections.append(ConnectionRecord(index=99, peer="ghost"))
@@ -212,16 +197,18 @@ async def test_close_reports_a_connection_that_never_closes(
     printer.connections.clear()
 
 
-async def test_wait_for_times_out_with_the_state(make_printer: PrinterFactory) -> None:
-    printer = await make_printer()
+async def test_wait_for_times_out_with_the_state(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    printer = await make_mjpeg_printer()
     with pytest.raises(AssertionError, match="total_connections"):
         await printer.wait_for(lambda p: p.total_connections == 5, timeout=0.05)
 
 
 async def test_refuse_and_accept_on_the_same_port(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     port = printer.port
     async with session.get(printer.status_url) as response:
         assert response.status == 200
@@ -269,8 +256,8 @@ async def test_async_context_manager(socket_enabled: None) -> None:
 # -------------------------------------------------------------- the bytes
 
 
-async def test_good_mode_bytes(make_printer: PrinterFactory) -> None:
-    printer = await make_printer(mode="good")
+async def test_good_mode_bytes(make_mjpeg_printer: PrinterFactory) -> None:
+    printer = await make_mjpeg_printer(mode="good")
     head, body = await raw_get(printer, "/stream", parts=1)
     assert head.startswith(b"HTTP/1.0 200 OK\r\n")
     assert b"Content-Type: multipart/x-mixed-replace; boundary=frame\r\n" in head
@@ -296,9 +283,9 @@ async def test_good_mode_bytes(make_printer: PrinterFactory) -> None:
     ],
 )
 async def test_content_type_per_mode(
-    make_printer: PrinterFactory, mode: str, content_type: str
+    make_mjpeg_printer: PrinterFactory, mode: str, content_type: str
 ) -> None:
-    printer = await make_printer(mode=mode)
+    printer = await make_mjpeg_printer(mode=mode)
     head, _ = await raw_get(printer, "/stream", parts=1)
     assert f"Content-Type: {content_type}\r\n".encode() in head
     assert printer.content_type() == content_type
@@ -326,9 +313,9 @@ async def test_content_type_per_mode(
     ],
 )
 async def test_part_bytes_per_mode(
-    make_printer: PrinterFactory, mode: str, expected: bytes
+    make_mjpeg_printer: PrinterFactory, mode: str, expected: bytes
 ) -> None:
-    printer = await make_printer(mode=mode)
+    printer = await make_mjpeg_printer(mode=mode)
     _, body = await raw_get(printer, "/stream", parts=1)
     assert body.startswith(expected)
     assert printer.encode_part(numbered_jpeg(0)) == expected.removeprefix(
@@ -337,9 +324,9 @@ async def test_part_bytes_per_mode(
 
 
 async def test_extra_headers_text_parts_and_garbage(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    printer = await make_printer(mode="extra_headers")
+    printer = await make_mjpeg_printer(mode="extra_headers")
     _, body = await raw_get(printer, "/stream", parts=1)
     assert body.startswith(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ")
     assert b"\r\nX-Timestamp: " in body.split(b"\r\n\r\n")[0]
@@ -373,9 +360,9 @@ async def test_extra_headers_text_parts_and_garbage(
 
 
 async def test_http10_close_mode_is_close_delimited(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="http10_close+drop_after:3")
+    printer = await make_mjpeg_printer(mode="http10_close+drop_after:3")
     reader, writer = await asyncio.open_connection(printer.host, printer.port)
     writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
     data = await reader.read()  # until the printer hangs up
@@ -396,9 +383,9 @@ async def test_http10_close_mode_is_close_delimited(
 
 
 async def test_chunked_mode_uses_chunked_encoding(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="chunked+drop_after:2")
+    printer = await make_mjpeg_printer(mode="chunked+drop_after:2")
     reader, writer = await asyncio.open_connection(printer.host, printer.port)
     writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
     data = await reader.read()
@@ -413,8 +400,10 @@ async def test_chunked_mode_uses_chunked_encoding(
             await response.read()  # hung up mid-stream: no final chunk
 
 
-async def test_drop_after_hangs_up_after_n_frames(make_printer: PrinterFactory) -> None:
-    printer = await make_printer(mode="http10_close+drop_after:2")
+async def test_drop_after_hangs_up_after_n_frames(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    printer = await make_mjpeg_printer(mode="http10_close+drop_after:2")
     _, body = await raw_get(printer, "/stream")
     assert body == part(numbered_jpeg(0)) + part(numbered_jpeg(1))
     await printer.wait_for(lambda p: p.connections[0].closed)
@@ -422,8 +411,8 @@ async def test_drop_after_hangs_up_after_n_frames(make_printer: PrinterFactory) 
 
 
 @pytest.mark.parametrize("status", [401, 403, 500])
-async def test_status_modes(make_printer: PrinterFactory, status: int) -> None:
-    printer = await make_printer(mode=f"status_{status}")
+async def test_status_modes(make_mjpeg_printer: PrinterFactory, status: int) -> None:
+    printer = await make_mjpeg_printer(mode=f"status_{status}")
     for path in ("/stream", "/snapshot"):
         head, body = await raw_get(printer, path)
         assert head.startswith(f"HTTP/1.0 {status} ".encode())
@@ -434,9 +423,9 @@ async def test_status_modes(make_printer: PrinterFactory, status: int) -> None:
 
 
 async def test_not_mjpeg_single_jpeg_snapshot_status_and_404(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    printer = await make_printer(mode="not_mjpeg")
+    printer = await make_mjpeg_printer(mode="not_mjpeg")
     head, body = await raw_get(printer, "/stream")
     assert b"Content-Type: text/html" in head
     assert body == mjpeg_server.HTML_PAGE
@@ -465,14 +454,14 @@ async def test_not_mjpeg_single_jpeg_snapshot_status_and_404(
 
 
 async def test_frames_from_a_sequence_or_a_function(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
     frames = [numbered_jpeg(100), numbered_jpeg(200)]
-    printer = await make_printer(frames=frames, mode="http10_close+drop_after:3")
+    printer = await make_mjpeg_printer(frames=frames, mode="http10_close+drop_after:3")
     _, body = await raw_get(printer, "/stream")
     assert body == part(frames[0]) + part(frames[1]) + part(frames[0])
 
-    printer = await make_printer(
+    printer = await make_mjpeg_printer(
         frames=lambda n: numbered_jpeg(n * 10), mode="http10_close+drop_after:2"
     )
     _, body = await raw_get(printer, "/stream")
@@ -481,9 +470,11 @@ async def test_frames_from_a_sequence_or_a_function(
 
 
 async def test_frames_can_go_unrecorded_for_long_runs(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    printer = await make_printer(record_frames=False, mode="http10_close+drop_after:3")
+    printer = await make_mjpeg_printer(
+        record_frames=False, mode="http10_close+drop_after:3"
+    )
     _, body = await raw_get(printer, "/stream")
     assert body == b"".join(part(numbered_jpeg(n)) for n in range(3))
     _, still = await raw_get(printer, "/snapshot")
@@ -495,9 +486,9 @@ async def test_frames_can_go_unrecorded_for_long_runs(
 
 
 async def test_slow_mode_sends_one_frame_per_second(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    printer = await make_printer(mode="slow", fps=1000)
+    printer = await make_mjpeg_printer(mode="slow", fps=1000)
     reader, writer = await asyncio.open_connection(printer.host, printer.port)
     writer.write(b"GET /stream HTTP/1.0\r\n\r\n")
     await printer.wait_for(lambda p: len(p.frames_sent) == 1)
@@ -511,9 +502,9 @@ async def test_slow_mode_sends_one_frame_per_second(
 
 
 async def test_pause_resume_and_drop_all(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     async with session.get(printer.url) as response:
         await printer.wait_for(lambda p: len(p.frames_sent) >= 2)
         printer.pause()
@@ -533,12 +524,12 @@ async def test_pause_resume_and_drop_all(
 
 @pytest.mark.parametrize(("mode", "limit"), [("one_client", None), ("good", 2)])
 async def test_client_limit_answers_503(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     mode: str,
     limit: int | None,
 ) -> None:
-    printer = await make_printer(mode=mode, max_clients=limit)
+    printer = await make_mjpeg_printer(mode=mode, max_clients=limit)
     allowed = limit or 1
     responses = [await session.get(printer.url) for _ in range(allowed)]
     try:
@@ -560,9 +551,9 @@ async def test_client_limit_answers_503(
 
 
 async def test_basic_auth(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(
+    printer = await make_mjpeg_printer(
         username="maker", password=PASSWORD, mode="single_jpeg"
     )
     async with session.get(printer.url) as response:
@@ -620,12 +611,12 @@ def digest_header(
     ("algorithm", "qop"), [("MD5", "auth"), ("SHA-256", "auth"), ("MD5", None)]
 )
 async def test_digest_auth(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     algorithm: str,
     qop: str | None,
 ) -> None:
-    printer = await make_printer(
+    printer = await make_mjpeg_printer(
         username="maker",
         password=PASSWORD,
         auth="digest",
@@ -672,9 +663,9 @@ async def test_digest_auth(
 
 
 async def test_tls_printer_counts_failed_and_stalled_handshakes(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(ssl_context=self_signed_ssl_context())
+    printer = await make_mjpeg_printer(ssl_context=self_signed_ssl_context())
     assert printer.status_url.startswith("https://")
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         await session.get(printer.status_url)

@@ -55,7 +55,7 @@ from printer_sim.bambu_server import BambuPrinter
 from printer_sim.certs import make_certificate, server_context
 
 from .conftest import started_printers
-from .recorder import Recorder
+from .recorder import Recorder, drain, take
 
 CODE = "Xy7Secre"
 WRONG = "Wr0ngC0d"
@@ -84,26 +84,6 @@ def make_source(printer: BambuPrinter, **kwargs: Any) -> BambuChamberSource:
     source = BambuChamberSource(printer.host, serial, code, **kwargs)
     source.backoff = Backoff(initial=0.01, cap=0.05, rng=random.Random(1))
     return source
-
-
-async def take(source: BambuChamberSource, count: int) -> list[bytes]:
-    """Read ``count`` frames from one connection, then close it."""
-    frames: list[bytes] = []
-    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
-        async for frame in stream:
-            frames.append(frame)
-            if len(frames) == count:
-                break
-    return frames
-
-
-async def drain(source: BambuChamberSource) -> list[bytes]:
-    """Read one connection to its end (or its error)."""
-    frames: list[bytes] = []
-    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
-        async for frame in stream:
-            frames.append(frame)
-    return frames
 
 
 @pytest.fixture

@@ -35,27 +35,13 @@ from custom_components.printcam.sources.base import (
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 from printer_sim import MjpegPrinter, numbered_jpeg, self_signed_ssl_context
 
-from .conftest import started_printers
-from .recorder import Recorder
+from .recorder import Recorder, drain, take
 
 PASSWORD = "s3cr3t-Pa55word"
 OTHER = "changed"
 WAIT = 5.0
 
 PrinterFactory = Callable[..., Awaitable[MjpegPrinter]]
-
-
-@pytest.fixture
-async def make_printer(socket_enabled: None) -> AsyncIterator[PrinterFactory]:
-    """Start fake printers; close them (and wait for their sockets) afterwards."""
-    async with started_printers(MjpegPrinter, fps=200.0) as make:
-        yield make
-
-
-@pytest.fixture
-async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def make_source(
@@ -66,26 +52,6 @@ def make_source(
     source = MjpegHttpSource(session, url, **kwargs)
     source.backoff = Backoff(initial=0.01, cap=0.05, rng=random.Random(1))
     return source
-
-
-async def take(source: MjpegHttpSource, count: int) -> list[bytes]:
-    """Read `count` frames from one connection, then close it."""
-    frames: list[bytes] = []
-    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
-        async for frame in stream:
-            frames.append(frame)
-            if len(frames) == count:
-                break
-    return frames
-
-
-async def drain(source: MjpegHttpSource) -> list[bytes]:
-    """Read one connection to its end (or its error)."""
-    frames: list[bytes] = []
-    async with asyncio.timeout(WAIT), contextlib.aclosing(source.connect()) as stream:
-        async for frame in stream:
-            frames.append(frame)
-    return frames
 
 
 class CannedServer:
@@ -213,9 +179,9 @@ STREAMING_MODES = [
 
 @pytest.mark.parametrize("mode", STREAMING_MODES)
 async def test_frames_are_byte_identical_in_every_mode(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession, mode: str
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession, mode: str
 ) -> None:
-    printer = await make_printer(mode=mode)
+    printer = await make_mjpeg_printer(mode=mode)
     events = Recorder()
     source = make_source(session, printer.url, events=events)
     frames = await take(source, 5)
@@ -236,21 +202,21 @@ async def test_frames_are_byte_identical_in_every_mode(
 
 
 async def test_slow_printer(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="slow")
+    printer = await make_mjpeg_printer(mode="slow")
     source = make_source(session, printer.url)
     assert await take(source, 2) == printer.frames_sent[:2]
 
 
 async def test_large_frames_and_oversize_drops(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
     big = (
         numbered_jpeg(1)[:2] + b"\xff\xfe\xff\xff" + b"x" * 65533 + numbered_jpeg(1)[2:]
     )
     frames = [numbered_jpeg(0), big, numbered_jpeg(2)]
-    printer = await make_printer(frames=frames)
+    printer = await make_mjpeg_printer(frames=frames)
     events = Recorder()
     source = make_source(session, printer.url, events=events, max_frame_size=1000)
     received = await take(source, 3)
@@ -265,17 +231,17 @@ async def test_large_frames_and_oversize_drops(
 
 
 async def test_stream_ends_when_the_printer_closes_an_http10_body(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="http10_close+drop_after:3")
+    printer = await make_mjpeg_printer(mode="http10_close+drop_after:3")
     source = make_source(session, printer.url)
     assert await drain(source) == printer.frames_sent == printer.connections[0].frames
 
 
 async def test_printer_hanging_up_mid_chunked_stream_is_cannot_connect(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="drop_after:3")
+    printer = await make_mjpeg_printer(mode="drop_after:3")
     source = make_source(session, printer.url)
     frames: list[bytes] = []
 
@@ -293,9 +259,9 @@ async def test_printer_hanging_up_mid_chunked_stream_is_cannot_connect(
 
 
 async def test_not_mjpeg_page(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="not_mjpeg")
+    printer = await make_mjpeg_printer(mode="not_mjpeg")
     events = Recorder()
     source = make_source(session, printer.url, events=events)
     with pytest.raises(NotMjpeg, match="text/html"):
@@ -306,9 +272,9 @@ async def test_not_mjpeg_page(
 
 
 async def test_single_jpeg_stream_url_is_not_mjpeg(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="single_jpeg")
+    printer = await make_mjpeg_printer(mode="single_jpeg")
     source = make_source(session, printer.url)
     with pytest.raises(NotMjpeg, match="still image URL"):
         await drain(source)
@@ -419,30 +385,30 @@ async def test_invalid_http_response_is_a_protocol_error(
     ],
 )
 async def test_http_status_errors(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     mode: str,
     error: type[SourceError],
     match: str,
 ) -> None:
-    printer = await make_printer(mode=mode)
+    printer = await make_mjpeg_printer(mode=mode)
     with pytest.raises(error, match=match):
         await drain(make_source(session, printer.url))
     await printer.wait_for(lambda p: p.open_connections == 0)
 
 
 async def test_404_is_cannot_connect(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     with pytest.raises(CannotConnect, match="HTTP 404 Not Found"):
         await drain(make_source(session, printer.base_url + "/webcam"))
 
 
 async def test_refused_port_is_cannot_connect(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     printer.refuse()
     source = make_source(session, printer.url)
     with pytest.raises(
@@ -462,9 +428,9 @@ async def test_unusable_urls(session: aiohttp.ClientSession, url: str) -> None:
 
 
 async def test_tls_certificate_verification(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(ssl_context=self_signed_ssl_context())
+    printer = await make_mjpeg_printer(ssl_context=self_signed_ssl_context())
     assert printer.url.startswith("https://127.0.0.1:")
     with pytest.raises(CannotConnect, match="certificate"):
         await drain(make_source(session, printer.url))
@@ -476,9 +442,9 @@ async def test_tls_certificate_verification(
 
 
 async def test_no_answer_within_read_timeout(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     printer.pause()  # headers go out, frames do not
     source = make_source(session, printer.url, read_timeout=0.2)
     with pytest.raises(SourceTimeout):
@@ -487,9 +453,9 @@ async def test_no_answer_within_read_timeout(
 
 
 async def test_fetch_frame_timeout(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     printer.pause()
     source = make_source(session, printer.url, read_timeout=30)
     with pytest.raises(SourceTimeout, match="no frame within 0.2 s"):
@@ -499,9 +465,9 @@ async def test_fetch_frame_timeout(
 
 
 async def test_fetch_frame_returns_the_first_frame_and_closes(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="one_client")
+    printer = await make_mjpeg_printer(mode="one_client")
     source = make_source(session, printer.url)
     for index in range(3):
         frame = await source.fetch_frame(WAIT)
@@ -520,9 +486,9 @@ async def test_fetch_frame_returns_the_first_frame_and_closes(
 
 @pytest.mark.parametrize("auth", ["basic", "digest"])
 async def test_auth_succeeds_with_the_right_credentials(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession, auth: str
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession, auth: str
 ) -> None:
-    printer = await make_printer(
+    printer = await make_mjpeg_printer(
         username="maker", password=PASSWORD, auth=auth, mode="one_client"
     )
     source = make_source(session, printer.url, username="maker", password=PASSWORD)
@@ -551,12 +517,12 @@ async def test_auth_succeeds_with_the_right_credentials(
     ("algorithm", "qop"), [("SHA-256", "auth"), ("MD5", None), ("SHA-256", None)]
 )
 async def test_digest_variants(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     algorithm: str,
     qop: str | None,
 ) -> None:
-    printer = await make_printer(
+    printer = await make_mjpeg_printer(
         username="maker",
         password=PASSWORD,
         auth="digest",
@@ -573,13 +539,13 @@ async def test_digest_variants(
     ("username", "password"), [("maker", "wrong"), ("", ""), ("other", PASSWORD)]
 )
 async def test_auth_fails_with_wrong_or_missing_credentials(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     auth: str,
     username: str,
     password: str,
 ) -> None:
-    printer = await make_printer(username="maker", password=PASSWORD, auth=auth)
+    printer = await make_mjpeg_printer(username="maker", password=PASSWORD, auth=auth)
     source = make_source(session, printer.url, username=username, password=password)
     with pytest.raises(InvalidAuth) as err:
         await drain(source)
@@ -592,9 +558,11 @@ async def test_auth_fails_with_wrong_or_missing_credentials(
 
 
 async def test_stale_nonce_is_answered_again(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(username="maker", password=PASSWORD, auth="digest")
+    printer = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="digest"
+    )
     source = make_source(session, printer.url, username="maker", password=PASSWORD)
     await take(source, 1)
     printer.expire_nonces()
@@ -604,9 +572,11 @@ async def test_stale_nonce_is_answered_again(
 
 
 async def test_remembered_auth_that_stops_working(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(username="maker", password=PASSWORD, auth="basic")
+    printer = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="basic"
+    )
     source = make_source(session, printer.url, username="maker", password=PASSWORD)
     await take(source, 1)
     printer.password = OTHER
@@ -652,12 +622,14 @@ async def test_unsupported_auth_schemes(
 
 
 async def test_credentials_in_the_url(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    printer = await make_printer(username="maker", password=PASSWORD, auth="digest")
+    printer = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="digest"
+    )
     url = f"http://maker:{PASSWORD}@127.0.0.1:{printer.port}/stream"
     source = make_source(session, url)
     assert source.host == f"127.0.0.1:{printer.port}"
@@ -672,13 +644,13 @@ async def test_credentials_in_the_url(
 
 
 async def test_secrets_never_leak_into_errors_or_logs(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     canned: Callable[..., Awaitable[CannedServer]],
     session: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    printer = await make_printer(username="maker", password=PASSWORD)
+    printer = await make_mjpeg_printer(username="maker", password=PASSWORD)
     errors: list[BaseException] = []
     printer.refuse()
     garbage = await canned(b"garbage\r\n\r\n")
@@ -882,9 +854,11 @@ def test_parse_challenges() -> None:
 
 
 async def test_fetch_still(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(username="maker", password=PASSWORD, auth="digest")
+    printer = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="digest"
+    )
     source = make_source(session, printer.url, username="maker", password=PASSWORD)
     still = await source.fetch_still(printer.still_url, WAIT)
     assert still == printer.stills_sent[-1]
@@ -901,9 +875,9 @@ async def test_fetch_still(
 
 
 async def test_fetch_still_with_credentials_in_its_url(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(username="maker", password=PASSWORD)
+    printer = await make_mjpeg_printer(username="maker", password=PASSWORD)
     source = make_source(session, printer.url)
     url = f"http://maker:{PASSWORD}@127.0.0.1:{printer.port}/snapshot"
     # The source has no credentials; those of the still URL are not used
@@ -915,11 +889,11 @@ async def test_fetch_still_with_credentials_in_its_url(
 
 
 async def test_fetch_still_errors(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     canned: Callable[..., Awaitable[CannedServer]],
     session: aiohttp.ClientSession,
 ) -> None:
-    printer = await make_printer(mode="not_mjpeg")
+    printer = await make_mjpeg_printer(mode="not_mjpeg")
     source = make_source(session, printer.url, max_frame_size=100)
     with pytest.raises(NotMjpeg, match="does not return a JPEG"):
         await source.fetch_still(printer.still_url, WAIT)
@@ -974,9 +948,9 @@ async def collect(
 
 
 async def test_reconnects_after_drops_with_backoff_and_events(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="one_client+drop_after:2")
+    printer = await make_mjpeg_printer(mode="one_client+drop_after:2")
     events = Recorder()
     source = make_source(session, printer.url, events=events)
     frames = await collect(source, asyncio.Event(), 6)
@@ -1014,9 +988,9 @@ async def test_reconnects_after_drops_with_backoff_and_events(
 
 
 async def test_a_body_that_ends_is_retried(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="http10_close+drop_after:1")
+    printer = await make_mjpeg_printer(mode="http10_close+drop_after:1")
     events = Recorder()
     source = make_source(session, printer.url, events=events)
     frames = await collect(source, asyncio.Event(), 3)
@@ -1027,9 +1001,9 @@ async def test_a_body_that_ends_is_retried(
 
 
 async def test_failed_attempts_count_up_until_the_printer_is_back(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     printer.refuse()
     events = Recorder()
     source = make_source(session, printer.url, events=events)
@@ -1052,9 +1026,9 @@ async def test_failed_attempts_count_up_until_the_printer_is_back(
 
 
 async def test_invalid_auth_mid_loop_is_raised(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(username="maker", password=PASSWORD)
+    printer = await make_mjpeg_printer(username="maker", password=PASSWORD)
     events = Recorder()
     source = make_source(
         session, printer.url, username="maker", password=PASSWORD, events=events
@@ -1086,9 +1060,9 @@ async def test_invalid_auth_mid_loop_is_raised(
 
 
 async def test_disconnect_event_stops_the_loop_and_closes(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     source = make_source(session, printer.url)
     disconnect = asyncio.Event()
     frames: list[bytes] = []
@@ -1103,9 +1077,9 @@ async def test_disconnect_event_stops_the_loop_and_closes(
 
 
 async def test_disconnect_during_backoff_ends_the_loop(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer(mode="drop_after:1")
+    printer = await make_mjpeg_printer(mode="drop_after:1")
     events = Recorder()
     source = make_source(session, printer.url, events=events)
     source.backoff = Backoff(initial=10, cap=10)
@@ -1126,9 +1100,9 @@ async def test_disconnect_during_backoff_ends_the_loop(
 
 
 async def test_disconnect_while_connecting_ends_without_retry(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     printer.refuse()
     events = Recorder()
 
@@ -1146,9 +1120,9 @@ async def test_disconnect_while_connecting_ends_without_retry(
 
 
 async def test_aclose_mid_stream_closes_the_connection(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     source = make_source(session, printer.url)
     stream = source.frames(asyncio.Event())
     async with asyncio.timeout(WAIT):
@@ -1163,9 +1137,9 @@ async def test_aclose_mid_stream_closes_the_connection(
 
 
 async def test_cancelling_the_consumer_closes_the_connection(
-    make_printer: PrinterFactory, session: aiohttp.ClientSession
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
 ) -> None:
-    printer = await make_printer()
+    printer = await make_mjpeg_printer()
     printer.pause()
     source = make_source(session, printer.url)
     got_headers = asyncio.Event()
@@ -1191,12 +1165,12 @@ async def test_cancelling_the_consumer_closes_the_connection(
 
 
 async def test_backoff_reset_after_a_stable_connection(
-    make_printer: PrinterFactory,
+    make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(base, "BACKOFF_RESET_AFTER", 0.0)
-    printer = await make_printer(mode="drop_after:1")
+    printer = await make_mjpeg_printer(mode="drop_after:1")
     events = Recorder()
     source = make_source(session, printer.url, events=events)
     await collect(source, asyncio.Event(), 3)
