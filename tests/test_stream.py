@@ -263,7 +263,7 @@ async def test_keep_warm_on_and_off(source: ScriptedSource) -> None:
     stream = PrintCamStream(
         "e", source, StreamOptions(keep_warm=True, idle_grace_s=0.1)
     )
-    await stream.async_keep_warm_start()
+    stream.start_keep_warm()
     await until(lambda: source.open == 1)
     await asyncio.sleep(0.2)
     assert source.open == 1

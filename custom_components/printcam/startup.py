@@ -118,8 +118,16 @@ async def _register_stream(ctx: SetupContext) -> None:
     ctx.stream = stream
     entry.runtime_data = PrintCamData(source=source, stream=stream, context=ctx)
 
+    last_seen: tuple[StreamState, SourceError | None] = (stream.state, None)
+
     @callback
     def _on_snapshot(snapshot: StreamSnapshot) -> None:
+        # Called for every frame: act only when the state or failure changes.
+        nonlocal last_seen
+        seen = (snapshot.state, stream.failure)
+        if seen == last_seen:
+            return
+        last_seen = seen
         if snapshot.state is StreamState.AUTH_FAILED:
             # The printer refused the credentials while streaming.
             entry.async_start_reauth(hass)
@@ -149,7 +157,7 @@ async def _register_stream(ctx: SetupContext) -> None:
         stream.apply_options(StreamOptions.from_mapping(entry.options))
 
     ctx.cleanups.append(entry.add_update_listener(_on_update))
-    await stream.async_keep_warm_start()
+    stream.start_keep_warm()
 
 
 async def _close_stream(ctx: SetupContext) -> bool:

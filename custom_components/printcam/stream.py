@@ -181,7 +181,7 @@ class PrintCamStream(SourceEvents):
 
     @property
     def snapshot(self) -> StreamSnapshot:
-        """Return the current snapshot (fps recomputed now)."""
+        """Return the current snapshot."""
         return self._snapshot
 
     @property
@@ -479,7 +479,7 @@ class PrintCamStream(SourceEvents):
                 waker.cancel()
         finally:
             reader.cancel()
-            await fanout.MjpegBroadcaster.unsubscribe(bc, queue)
+            await bc.unsubscribe(queue)
 
     @staticmethod
     async def _drain(queue: asyncio.Queue[bytes]) -> None:
@@ -499,7 +499,7 @@ class PrintCamStream(SourceEvents):
         elif options.keep_warm and not was_warm:
             self._ensure_hold_task()
 
-    async def async_keep_warm_start(self) -> None:
+    def start_keep_warm(self) -> None:
         """Open the upstream now if keep-warm is on (at setup)."""
         self._ensure_hold_task()
 
