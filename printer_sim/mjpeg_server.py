@@ -53,6 +53,13 @@ Every frame sent is recorded in send order (`frames_sent`) and per
 connection (`ConnectionRecord.frames`), so a test can compare the bytes a
 client received with exactly what this connection carried
 (``record_frames=False`` keeps only `frames_count`, for long demo runs).
+
+By default each stream keeps its own frame clock and sends its first frame
+at once. ``shared_clock=True`` models a camera that captures at ``fps`` and
+sends each capture to every client (mjpg-streamer, ustreamer): every stream
+sends on the same ticks, and a new stream waits for the next one. The
+benchmark uses it, with ``max_clients=None``, so one upstream or fifty see
+the same timing.
 ``ssl_context`` (e.g. `self_signed_ssl_context()`) serves HTTPS.
 """
 
@@ -65,6 +72,7 @@ from dataclasses import dataclass, field
 import hashlib
 import json
 import logging
+import math
 import random
 import secrets
 import ssl
@@ -287,6 +295,7 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         port: int = 0,
         seed: int = 0,
         record_frames: bool = True,
+        shared_clock: bool = False,
     ) -> None:
         """Configure the printer; nothing listens before `start()`.
 
@@ -318,6 +327,9 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         self._rng = random.Random(seed)  # noqa: S311 - garbage bytes, not crypto
         self.record_frames = record_frames
         """Keep every frame sent (tests); a long-running demo turns it off."""
+        self.shared_clock = shared_clock
+        """Send on one clock's ticks for every stream (see the module docstring)."""
+        self._clock_epoch: float | None = None
 
         super().__init__()
         # Counters a test reads (the connection counters: `CountingPrinter`).
@@ -689,6 +701,13 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         )
         return data + b"\r\n"
 
+    def _next_tick(self, now: float, fps: float) -> float:
+        """Return the shared clock's first tick after ``now`` (loop time)."""
+        if self._clock_epoch is None:
+            self._clock_epoch = now
+        ticks = math.floor((now - self._clock_epoch) * fps) + 1
+        return self._clock_epoch + ticks / fps
+
     async def _stream(
         self, request: web.BaseRequest, record: ConnectionRecord, flags: _Flags
     ) -> web.StreamResponse:
@@ -739,6 +758,11 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
                 await self._running.wait()
                 if self._closing:
                     break
+                if self.shared_clock:
+                    # Wait for the camera's next capture.
+                    await asyncio.sleep(self._next_tick(loop.time(), fps) - loop.time())
+                    if self._closing:
+                        break
                 jpeg = self._next_frame()
                 data = b""
                 if "text_error_part" in flags and sent % 2 == 1:
@@ -755,8 +779,9 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
                 self._changed()
                 if flags.drop_after is not None and sent >= flags.drop_after:
                     break
-                next_time = max(next_time + 1 / fps, loop.time())
-                await asyncio.sleep(next_time - loop.time())
+                if not self.shared_clock:
+                    next_time = max(next_time + 1 / fps, loop.time())
+                    await asyncio.sleep(next_time - loop.time())
         except _HangUp:
             pass
         finally:
