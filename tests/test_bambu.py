@@ -165,10 +165,7 @@ async def test_discovery_flow_asks_only_the_access_code(
     hass: HomeAssistant, bambu: BambuPrinter
 ) -> None:
     info = {"host": "127.0.0.1", "serial": SERIAL, "model": "P1S", "name": "Workshop"}
-    with (
-        patch("custom_components.printcam.config_flow.BAMBU_PORT", bambu.port),
-        patch("custom_components.printcam.connection.BAMBU_PORT", bambu.port),
-    ):
+    with patch("custom_components.printcam.families.bambu.DEFAULT_PORT", bambu.port):
         result = await hass.config_entries.flow.async_init(
             DOMAIN,
             context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
@@ -326,6 +323,24 @@ async def test_wrong_code_at_setup_starts_reauth(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_reauth_refuses_a_changed_certificate(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    """Reauth never sends the new access code to another certificate."""
+    entry = await setup_entry(hass, bambu_entry(bambu, access_code="87654321"))
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["step_id"] == "reauth_bambu"
+    bambu.regenerate_certificate()
+    logins = len(bambu.auth_packets)
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {"access_code": CODE}
+    )
+    assert result["errors"] == {"base": "cert_mismatch"}
+    assert result["description_placeholders"] == {"name": "Bambu Lab P1S"}
+    assert len(bambu.auth_packets) == logins
+    assert entry.data["access_code"] == "87654321"
+
+
 async def test_certificate_mismatch_raises_repair_and_reconfigure_accepts(
     hass: HomeAssistant, bambu: BambuPrinter
 ) -> None:
@@ -464,20 +479,25 @@ async def test_unexpected_error_while_checking(
 ) -> None:
     flow_id = await _bambu_form(hass)
     with patch(
-        "custom_components.printcam.config_flow.create_bambu_source",
+        "custom_components.printcam.families.bambu.BambuChamberSource",
         side_effect=RuntimeError("boom"),
     ):
         result = await hass.config_entries.flow.async_configure(
             flow_id, user_input(bambu)
         )
     assert result["errors"] == {"base": "unknown"}
+    result = await hass.config_entries.flow.async_configure(flow_id, user_input(bambu))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
 
 
 async def test_discovery_confirm_wrong_code_then_right(
     hass: HomeAssistant, bambu: BambuPrinter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("custom_components.printcam.config_flow.BAMBU_PORT", bambu.port)
-    monkeypatch.setattr("custom_components.printcam.connection.BAMBU_PORT", bambu.port)
+    monkeypatch.setattr(
+        "custom_components.printcam.families.bambu.DEFAULT_PORT", bambu.port
+    )
     result = await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
@@ -525,7 +545,7 @@ async def test_reconfigure_to_the_default_port(
     entry = await setup_entry(hass, bambu_entry(bambu))
     result = await entry.start_reconfigure_flow(hass)
     with patch(
-        "custom_components.printcam.config_flow.fetch_certificate",
+        "custom_components.printcam.families.bambu.fetch_certificate",
         side_effect=CameraPortClosed("refused"),
     ) as fetch:
         result = await hass.config_entries.flow.async_configure(

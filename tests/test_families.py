@@ -1,18 +1,51 @@
-"""Building sources from entry data and checking URLs."""
+"""The printer families: entry data, sources, unique ids, the registry."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, SOURCE_ZEROCONF
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.printcam.connection import (
-    InvalidConfig,
-    create_source,
-    still_fetcher,
+from custom_components.printcam.families import FAMILIES, InvalidConfig, family_for
+from custom_components.printcam.families.bambu import BambuFamily
+from custom_components.printcam.families.mjpeg import (
+    MjpegFamily,
+    normalize_url,
     valid_http_url,
-    validate_data,
 )
+from custom_components.printcam.sources.bambu_chamber import BambuChamberSource
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
+
+BAMBU = {
+    "kind": "bambu",
+    "host": "10.0.0.5",
+    "serial": "01P00A000000001",
+    "access_code": "12345678",
+    "model": "P1S",
+    "cert_sha256": "ab" * 32,
+}
+MJPEG = {
+    "kind": "mjpeg",
+    "url": "http://u:p@printer.local/stream",
+    "username": "maker",
+    "password": "secret",
+    "verify_ssl": False,
+}
+
+
+def test_registry_in_menu_order() -> None:
+    assert list(FAMILIES) == ["bambu", "mjpeg"]
+    assert all(kind == family.kind for kind, family in FAMILIES.items())
+    assert family_for(BAMBU) is FAMILIES["bambu"]
+    assert family_for(MJPEG) is FAMILIES["mjpeg"]
+
+
+@pytest.mark.parametrize("kind", [None, "teapot", ["mjpeg"]])
+def test_unknown_family(kind: object) -> None:
+    with pytest.raises(InvalidConfig, match="unknown printer family"):
+        family_for({"kind": kind, "url": "http://h/"})
 
 
 @pytest.mark.parametrize(
@@ -34,50 +67,79 @@ def test_valid_http_url(url: object, ok: bool) -> None:
     assert valid_http_url(url) is ok
 
 
-BAMBU = {
-    "kind": "bambu",
-    "host": "10.0.0.5",
-    "serial": "01P00A000000001",
-    "access_code": "12345678",
-    "model": "P1S",
-    "cert_sha256": "ab" * 32,
-}
+def test_normalize_url() -> None:
+    assert normalize_url("HTTP://User:pw@Printer.local:80") == "http://printer.local/"
+    assert normalize_url(" https://h:443/a?b=1#x ") == "https://h/a?b=1"
+    assert normalize_url("http://h:8080/stream") == "http://h:8080/stream"
+    assert normalize_url("http://[::1]:8080/s") == "http://[::1]:8080/s"
 
 
-def test_bambu_data_is_valid_and_builds_a_pinned_source(hass: HomeAssistant) -> None:
-    validate_data(BAMBU)
-    source = create_source(hass, {**BAMBU, "port": 6001})
-    assert source.host == "10.0.0.5:6001"
-    assert "12345678" not in repr(source)
+def test_unique_ids() -> None:
+    assert MjpegFamily().unique_id(MJPEG) == "http://printer.local/stream"
+    assert BambuFamily().unique_id({**BAMBU, "serial": "01p00a1"}) == "01P00A1"
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"kind": "teapot", "url": "http://h/"}, "unknown printer family"),
         ({"kind": "mjpeg"}, "stream URL"),
         ({"kind": "mjpeg", "url": "http://h/", "still_url": "rtsp://h/"}, "still URL"),
         ({**BAMBU, "access_code": ""}, "access_code is missing"),
+        ({**BAMBU, "cert_sha256": None}, "cert_sha256 is missing"),
         ({**BAMBU, "model": "X1C"}, "no port-6000 chamber camera"),
         ({**BAMBU, "port": 70000}, "not a TCP port"),
         ({**BAMBU, "port": "6000"}, "not a TCP port"),
     ],
 )
-def test_validate_data_refuses(data: dict[str, str], message: str) -> None:
+def test_validate_data_refuses(data: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidConfig, match=message):
-        validate_data(data)
+        family_for(data).validate_data(data)
 
 
-async def test_create_source_and_still_fetcher(hass: HomeAssistant) -> None:
-    data = {
-        "kind": "mjpeg",
-        "url": "http://u:p@printer.local/stream",
-        "username": "maker",
-        "password": "secret",
-        "verify_ssl": False,
-    }
-    source = create_source(hass, data)
+@pytest.mark.parametrize(
+    "data",
+    [
+        BAMBU,
+        {**BAMBU, "port": 6001},
+        MJPEG,
+        {**MJPEG, "still_url": "http://printer.local/still"},
+    ],
+)
+def test_validate_data_accepts(data: dict[str, Any]) -> None:
+    family_for(data).validate_data(data)
+
+
+def test_bambu_source_is_pinned_and_has_no_still_fetcher(hass: HomeAssistant) -> None:
+    family = BambuFamily()
+    source = family.create_source(hass, {**BAMBU, "port": 6001})
+    assert isinstance(source, BambuChamberSource)
+    assert source.host == "10.0.0.5:6001"
+    assert "12345678" not in repr(source)
+    assert family.still_fetcher(source, {**BAMBU, "still_url": "http://h/s"}) is None
+
+
+async def test_mjpeg_source_and_still_fetcher(hass: HomeAssistant) -> None:
+    family = MjpegFamily()
+    source = family.create_source(hass, MJPEG)
     assert isinstance(source, MjpegHttpSource)
     assert source.host == "printer.local"
-    assert still_fetcher(source, data) is None
-    assert still_fetcher(source, {**data, "still_url": "http://printer.local/s"})
+    assert family.still_fetcher(source, MJPEG) is None
+    assert family.still_fetcher(
+        source, {**MJPEG, "still_url": "http://printer.local/s"}
+    )
+    # A still URL only makes sense on an HTTP source.
+    bambu = BambuFamily().create_source(hass, BAMBU)
+    assert family.still_fetcher(bambu, {**MJPEG, "still_url": "http://h/s"}) is None
+
+
+def test_only_bambu_claims_its_announcements() -> None:
+    info = {"host": "10.0.0.9", "serial": "01p00a1", "model": "X1C", "name": None}
+    found = BambuFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, info)
+    assert found is not None
+    assert (found.unique_id, found.title) == ("01P00A1", "Bambu Lab X1C")
+    assert found.data == {"host": "10.0.0.9", "serial": "01P00A1", "model": None}
+    assert found.updates == {"host": "10.0.0.9"}
+    assert found.abort_reason == "rtsps_model"
+    assert BambuFamily().discovered(SOURCE_ZEROCONF, info) is None
+    assert BambuFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, object()) is None
+    assert MjpegFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, info) is None

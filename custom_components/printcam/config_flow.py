@@ -1,129 +1,58 @@
-"""Config, options, reconfigure and reauth flows for PrintCam."""
+"""Config, options, reconfigure and reauth flows for PrintCam.
+
+Flow glue only: what each kind of printer asks for and how it is checked is
+its family's (`families/`). The menu lists the registry's families; each
+family's steps are ``<kind>`` (add), ``reauth_<kind>``, ``reconfigure_<kind>``
+and its `confirm_steps`; discovered printers are confirmed in
+``discovery_confirm``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from functools import partial
 import logging
 from typing import Any
 
 from homeassistant.config_entries import (
+    SOURCE_INTEGRATION_DISCOVERY,
+    SOURCE_ZEROCONF,
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
 )
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.data_entry_flow import section
+from homeassistant.core import callback
 from homeassistant.helpers.selector import (
-    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
-    SelectSelector,
-    SelectSelectorConfig,
-    SelectSelectorMode,
-    TextSelector,
-    TextSelectorConfig,
-    TextSelectorType,
 )
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from homeassistant.helpers.typing import DiscoveryInfoType
 import voluptuous as vol
-import yarl
 
-from .connection import create_bambu_source, create_source, valid_http_url
 from .const import (
-    BAMBU_ACCESS_CODE_LENGTH,
-    BAMBU_CHAMBER_MODELS,
-    BAMBU_RTSPS_MODELS,
-    CONF_ACCESS_CODE,
-    CONF_CERT_SHA256,
-    CONF_HOST,
     CONF_IDLE_GRACE_S,
-    CONF_KIND,
     CONF_MAX_FPS,
-    CONF_MODEL,
-    CONF_NAME,
-    CONF_PASSWORD,
-    CONF_PORT,
-    CONF_SERIAL,
     CONF_STALL_S,
     CONF_STILL_HOLD_S,
-    CONF_STILL_URL,
-    CONF_URL,
-    CONF_USERNAME,
-    CONF_VERIFY_SSL,
     DEFAULT_IDLE_GRACE_S,
     DEFAULT_MAX_FPS,
     DEFAULT_STALL_S,
     DEFAULT_STILL_HOLD_S,
-    DEFAULT_VERIFY_SSL,
     DOMAIN,
-    KIND_BAMBU,
-    KIND_MJPEG,
     VALIDATE_TIMEOUT,
 )
 from .data import PrintCamConfigEntry
+from .families import FAMILIES, ConfirmChange, Discovered, Family, FormError, family_for
+from .families.base import SOURCE_FORM_ERRORS
+
+# Re-exported: it was defined here and tests still import it from here.
+from .families.mjpeg import normalize_url as normalize_url  # noqa: PLC0414
 from .sources import SourceError
-from .sources.bambu_chamber import DEFAULT_PORT as BAMBU_PORT, fetch_certificate
 
 _LOGGER = logging.getLogger(__name__)
-
-DEFAULT_NAME = "3D printer"
-_URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
-_TEXT = TextSelector()
-_PASSWORD = TextSelector(
-    TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="off")
-)
-
-_CAMERA_FIELDS: dict[vol.Marker, Any] = {
-    vol.Required(CONF_URL): _URL,
-    vol.Optional(CONF_STILL_URL): _URL,
-    vol.Optional(CONF_USERNAME): _TEXT,
-    vol.Optional(CONF_PASSWORD): _PASSWORD,
-    vol.Required(CONF_VERIFY_SSL, default=DEFAULT_VERIFY_SSL): BooleanSelector(),
-}
-MJPEG_SCHEMA = vol.Schema(
-    {vol.Required(CONF_NAME, default=DEFAULT_NAME): _TEXT, **_CAMERA_FIELDS}
-)
-RECONFIGURE_SCHEMA = vol.Schema(_CAMERA_FIELDS)
-REAUTH_SCHEMA = vol.Schema(
-    {
-        vol.Optional(CONF_USERNAME): _TEXT,
-        vol.Optional(CONF_PASSWORD): _PASSWORD,
-    }
-)
-
-
-CONF_ADVANCED = "advanced"
-_BAMBU_MODEL = SelectSelector(
-    SelectSelectorConfig(
-        options=[*BAMBU_CHAMBER_MODELS, *BAMBU_RTSPS_MODELS],
-        mode=SelectSelectorMode.DROPDOWN,
-        translation_key="model",
-    )
-)
-_PORT = NumberSelector(
-    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
-)
-_ADVANCED = section(
-    vol.Schema({vol.Required(CONF_PORT, default=BAMBU_PORT): _PORT}),
-    {"collapsed": True},
-)
-BAMBU_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_HOST): _TEXT,
-        vol.Required(CONF_SERIAL): _TEXT,
-        vol.Required(CONF_ACCESS_CODE): _PASSWORD,
-        vol.Required(CONF_MODEL, default="P1S"): _BAMBU_MODEL,
-        vol.Required(CONF_ADVANCED): _ADVANCED,
-    }
-)
-BAMBU_RECONFIGURE_SCHEMA = vol.Schema(
-    {vol.Required(CONF_HOST): _TEXT, vol.Required(CONF_ADVANCED): _ADVANCED}
-)
-ACCESS_CODE_SCHEMA = vol.Schema({vol.Required(CONF_ACCESS_CODE): _PASSWORD})
-DISCOVERY_SCHEMA_WITH_MODEL = ACCESS_CODE_SCHEMA.extend(
-    {vol.Required(CONF_MODEL): _BAMBU_MODEL}
-)
 
 
 def _seconds(maximum: float) -> NumberSelector:
@@ -159,120 +88,19 @@ OPTIONS_SCHEMA = vol.Schema(
 )
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_FORM_ERRORS = (
-    "cannot_connect",
-    "invalid_auth",
-    "not_mjpeg",
-    "timeout",
-    "camera_port_closed",
-    "invalid_serial",
-)
-
-
-def normalize_url(url: str) -> str:
-    """Return the stream URL as a stable identity.
-
-    Credentials, fragment and a default port are dropped; scheme and host
-    are lowercased; an empty path becomes "/".
-    """
-    parsed = yarl.URL(url.strip())
-    scheme = parsed.scheme.lower()
-    netloc = (parsed.host or "").lower()
-    if ":" in netloc:  # IPv6 literal
-        netloc = f"[{netloc}]"
-    if parsed.explicit_port not in (None, _DEFAULT_PORTS.get(scheme)):
-        netloc += f":{parsed.explicit_port}"
-    query = f"?{parsed.raw_query_string}" if parsed.raw_query_string else ""
-    return f"{scheme}://{netloc}{parsed.raw_path or '/'}{query}"
-
-
-def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep the non-empty fields of an MJPEG form, stripped."""
-    data: dict[str, Any] = {}
-    for key, raw in user_input.items():
-        value = raw.strip() if isinstance(raw, str) else raw
-        if value != "":
-            data[key] = value
-    return data
-
-
-async def validate_mjpeg(
-    hass: HomeAssistant, data: Mapping[str, Any]
-) -> dict[str, str]:
-    """Fetch one frame with the given settings; return form errors.
-
-    The stream URL has been checked by the caller (it is the unique id).
-    """
-    if (still := data.get(CONF_STILL_URL)) and not valid_http_url(still):
-        return {CONF_STILL_URL: "invalid_url"}
+async def _checked[T](check: Awaitable[T]) -> tuple[T | None, dict[str, str]]:
+    """Await a family's check; return its result, or the form errors instead."""
     try:
-        source = create_source(hass, data)
-        await source.fetch_frame(VALIDATE_TIMEOUT)
+        return await check, {}
+    except FormError as err:
+        return None, err.errors
     except SourceError as err:
-        # A garbled HTTP answer is reported like any failed connection.
-        return _source_error(err)
-    except Exception:
-        _LOGGER.exception("Unexpected error while checking the camera")
-        return {"base": "unknown"}
-    return {}
-
-
-def _bambu_data(
-    host: str,
-    port: int,
-    serial: str,
-    access_code: str,
-    model: str,
-    cert_sha256: str,
-) -> dict[str, Any]:
-    """Return a Bambu entry's data; the port only when it is not 6000."""
-    data: dict[str, Any] = {
-        CONF_KIND: KIND_BAMBU,
-        CONF_HOST: host,
-        CONF_SERIAL: serial,
-        CONF_ACCESS_CODE: access_code,
-        CONF_MODEL: model,
-        CONF_CERT_SHA256: cert_sha256,
-    }
-    if port != BAMBU_PORT:
-        data[CONF_PORT] = port
-    return data
-
-
-def _bambu_field_errors(access_code: str, model: str | None) -> dict[str, str]:
-    """Check what needs no connection: the code's length, the model."""
-    if model in BAMBU_RTSPS_MODELS:
-        return {CONF_MODEL: "rtsps_model"}
-    if len(access_code) != BAMBU_ACCESS_CODE_LENGTH:
-        return {CONF_ACCESS_CODE: "invalid_access_code"}
-    return {}
-
-
-def _source_error(err: SourceError) -> dict[str, str]:
-    return {"base": err.reason if err.reason in _FORM_ERRORS else "cannot_connect"}
-
-
-async def validate_bambu(
-    data: Mapping[str, Any], *, pin: str | None
-) -> tuple[dict[str, str], str]:
-    """Log in and wait for one frame; return form errors and the fingerprint.
-
-    With `pin` None the certificate is captured (trust on first use) in the
-    same connection; otherwise the printer must present the pinned one.
-    """
-    try:
-        source = create_bambu_source(data, cert_sha256=pin)
-        await source.fetch_frame(VALIDATE_TIMEOUT)
-    except SourceError as err:
-        return _source_error(err), ""
+        # A garbled answer is reported like any failed connection.
+        reason = err.reason if err.reason in SOURCE_FORM_ERRORS else "cannot_connect"
+        return None, {"base": reason}
     except Exception:
         _LOGGER.exception("Unexpected error while checking the printer")
-        return {"base": "unknown"}, ""
-    cert = source.peer_certificate
-    if cert is None:  # pragma: no cover - every connection that logs in sets it
-        return {"base": "cannot_connect"}, ""
-    return {}, cert.sha256
+        return None, {"base": "unknown"}
 
 
 class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -281,10 +109,23 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
     VERSION = 1
     MINOR_VERSION = 1
 
+    _discovered: tuple[Family, Discovered]
+    _change: ConfirmChange
+
     def __init__(self) -> None:
-        """Start with nothing discovered."""
-        self._discovered: dict[str, Any] = {}
-        self._pending: dict[str, Any] = {}
+        """Give every family of the registry its steps.
+
+        Home Assistant runs step ``x`` as the method ``async_step_x``.
+        """
+        for family in FAMILIES.values():
+            steps = {
+                family.kind: self._async_step_add,
+                f"reauth_{family.kind}": self._async_step_reauth,
+                f"reconfigure_{family.kind}": self._async_step_reconfigure,
+                **dict.fromkeys(family.confirm_steps, self._async_step_confirm),
+            }
+            for step_id, step in steps.items():
+                setattr(self, f"async_step_{step_id}", partial(step, family))
 
     @staticmethod
     @callback
@@ -292,286 +133,202 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         """Return the options flow."""
         return PrintCamOptionsFlow()
 
+    async def _stop_stream(self, entry: PrintCamConfigEntry) -> None:
+        """Close a loaded entry's upstream so checking is not a second client."""
+        if entry.state is ConfigEntryState.LOADED:
+            await entry.runtime_data.stream.async_stop_upstream()
+
+    # --- adding a printer -------------------------------------------------------
+
     async def async_step_user(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Ask which kind of printer camera to add."""
-        return self.async_show_menu(
-            step_id="user", menu_options=[KIND_BAMBU, KIND_MJPEG]
-        )
+        return self.async_show_menu(step_id="user", menu_options=list(FAMILIES))
 
-    # --- Bambu Lab ------------------------------------------------------------------
-
-    async def async_step_bambu(
-        self, user_input: dict[str, Any] | None = None
+    async def _async_step_add(
+        self, family: Family, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Add a Bambu Lab P1/A1 printer by address, serial and access code."""
+        """Add a printer from what the user entered (step ``<kind>``)."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            host = user_input[CONF_HOST].strip()
-            serial = user_input[CONF_SERIAL].strip().upper()
-            code = user_input[CONF_ACCESS_CODE].strip()
-            model = user_input[CONF_MODEL]
-            port = int(user_input[CONF_ADVANCED][CONF_PORT])
-            errors = _bambu_field_errors(code, model)
-            if not errors:
-                await self.async_set_unique_id(serial)
+            try:
+                draft = family.parse_user(user_input)
+            except FormError as err:
+                errors = err.errors
+            else:
+                await self.async_set_unique_id(family.unique_id(draft.data))
                 self._abort_if_unique_id_configured()
-                data = _bambu_data(host, port, serial, code, model, "")
-                errors, data[CONF_CERT_SHA256] = await validate_bambu(data, pin=None)
-                if not errors:
-                    return self.async_create_entry(
-                        title=f"Bambu Lab {model}", data=data
-                    )
+                data, errors = await _checked(
+                    family.async_check(self.hass, draft.data, VALIDATE_TIMEOUT)
+                )
+                if data is not None:
+                    return self.async_create_entry(title=draft.title, data=data)
         return self.async_show_form(
-            step_id="bambu",
-            data_schema=self.add_suggested_values_to_schema(BAMBU_SCHEMA, user_input),
+            step_id=family.kind,
+            data_schema=self.add_suggested_values_to_schema(
+                family.user_schema, user_input
+            ),
             errors=errors,
         )
 
     async def async_step_integration_discovery(
-        self, discovery_info: dict[str, Any]
+        self, discovery_info: DiscoveryInfoType
     ) -> ConfigFlowResult:
-        """Handle a Bambu printer's UDP announcement."""
-        serial = str(discovery_info[CONF_SERIAL]).upper()
-        host = str(discovery_info[CONF_HOST])
-        await self.async_set_unique_id(serial)
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host})
-        model = discovery_info.get(CONF_MODEL)
-        if model in BAMBU_RTSPS_MODELS:
-            return self.async_abort(reason="rtsps_model")
-        name = discovery_info.get("name") or f"Bambu Lab {model or serial}"
-        self._discovered = {
-            CONF_HOST: host,
-            CONF_SERIAL: serial,
-            CONF_MODEL: model if model in BAMBU_CHAMBER_MODELS else None,
-            "name": name,
-        }
-        self.context["title_placeholders"] = {"name": name}
+        """Handle a printer PrintCam's own listener found (Bambu Lab UDP)."""
+        return await self._async_step_discovered(
+            SOURCE_INTEGRATION_DISCOVERY, discovery_info
+        )
+
+    async def async_step_zeroconf(
+        self, discovery_info: ZeroconfServiceInfo
+    ) -> ConfigFlowResult:
+        """Handle a printer announced over zeroconf."""
+        return await self._async_step_discovered(SOURCE_ZEROCONF, discovery_info)
+
+    async def _async_step_discovered(
+        self, source: str, info: object
+    ) -> ConfigFlowResult:
+        """Hand a discovered printer to the family it belongs to."""
+        for family in FAMILIES.values():
+            if (found := family.discovered(source, info)) is not None:
+                return await self._async_step_found(family, found)
+        return self.async_abort(reason="not_supported")
+
+    async def _async_step_found(
+        self, family: Family, found: Discovered
+    ) -> ConfigFlowResult:
+        """Refresh a known printer's entry, or ask to add a new one."""
+        await self.async_set_unique_id(found.unique_id)
+        self._abort_if_unique_id_configured(updates=found.updates)
+        if found.abort_reason is not None:
+            return self.async_abort(reason=found.abort_reason)
+        self._discovered = (family, found)
+        self.context["title_placeholders"] = {"name": found.title}
         return await self.async_step_discovery_confirm()
 
     async def async_step_discovery_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Ask only for the access code (and the model if it was unknown)."""
-        info = self._discovered
-        schema = (
-            DISCOVERY_SCHEMA_WITH_MODEL
-            if info[CONF_MODEL] is None
-            else ACCESS_CODE_SCHEMA
-        )
+        """Ask only for what discovery could not tell (an access code)."""
+        family, found = self._discovered
         errors: dict[str, str] = {}
         if user_input is not None:
-            code = user_input[CONF_ACCESS_CODE].strip()
-            model = info[CONF_MODEL] or user_input[CONF_MODEL]
-            errors = _bambu_field_errors(code, model)
-            if not errors:
-                data = _bambu_data(
-                    info[CONF_HOST], BAMBU_PORT, info[CONF_SERIAL], code, model, ""
+            try:
+                draft = family.parse_discovery(found, user_input)
+            except FormError as err:
+                errors = err.errors
+            else:
+                data, errors = await _checked(
+                    family.async_check(self.hass, draft.data, VALIDATE_TIMEOUT)
                 )
-                errors, data[CONF_CERT_SHA256] = await validate_bambu(data, pin=None)
-                if not errors:
-                    return self.async_create_entry(title=info["name"], data=data)
+                if data is not None:
+                    return self.async_create_entry(title=draft.title, data=data)
         return self.async_show_form(
             step_id="discovery_confirm",
-            data_schema=self.add_suggested_values_to_schema(schema, user_input),
-            errors=errors,
-            description_placeholders={
-                "name": info["name"],
-                "host": info[CONF_HOST],
-                "serial": info[CONF_SERIAL],
-            },
-        )
-
-    async def async_step_reconfigure_bambu(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Change a Bambu printer's address; re-pin a changed certificate."""
-        entry: PrintCamConfigEntry = self._get_reconfigure_entry()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            host = user_input[CONF_HOST].strip()
-            port = int(user_input[CONF_ADVANCED][CONF_PORT])
-            data = _bambu_data(
-                host,
-                port,
-                entry.data[CONF_SERIAL],
-                entry.data[CONF_ACCESS_CODE],
-                entry.data[CONF_MODEL],
-                entry.data[CONF_CERT_SHA256],
-            )
-            await self._stop_stream(entry)
-            try:
-                cert = await fetch_certificate(host, port, VALIDATE_TIMEOUT)
-            except SourceError as err:
-                errors = _source_error(err)
-            else:
-                if (
-                    cert.common_name
-                    and cert.common_name.upper() != entry.data[CONF_SERIAL].upper()
-                ):
-                    errors = {"base": "invalid_serial"}
-                elif cert.sha256 != entry.data[CONF_CERT_SHA256]:
-                    # Show the change and let the user accept it explicitly.
-                    self._pending = {**data, CONF_CERT_SHA256: cert.sha256}
-                    return await self.async_step_reconfigure_certificate()
-                else:
-                    errors, _cert = await validate_bambu(data, pin=cert.sha256)
-                    if not errors:
-                        return self.async_update_reload_and_abort(entry, data=data)
-        suggested = user_input or {
-            CONF_HOST: entry.data[CONF_HOST],
-            CONF_ADVANCED: {CONF_PORT: entry.data.get(CONF_PORT, BAMBU_PORT)},
-        }
-        return self.async_show_form(
-            step_id="reconfigure_bambu",
             data_schema=self.add_suggested_values_to_schema(
-                BAMBU_RECONFIGURE_SCHEMA, suggested
+                family.discovery_schema(found), user_input
             ),
             errors=errors,
-            description_placeholders={"name": entry.title},
+            description_placeholders=found.placeholders,
         )
 
-    async def async_step_reconfigure_certificate(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Show the old and new certificate fingerprints; pin the new one."""
-        entry: PrintCamConfigEntry = self._get_reconfigure_entry()
-        data = self._pending
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            errors, _cert = await validate_bambu(data, pin=data[CONF_CERT_SHA256])
-            if not errors:
-                return self.async_update_reload_and_abort(entry, data=data)
-        return self.async_show_form(
-            step_id="reconfigure_certificate",
-            data_schema=vol.Schema({}),
-            errors=errors,
-            description_placeholders={
-                "name": entry.title,
-                "old": entry.data[CONF_CERT_SHA256],
-                "new": data[CONF_CERT_SHA256],
-            },
-        )
-
-    async def async_step_reauth_bambu(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Ask for the printer's new access code."""
-        entry: PrintCamConfigEntry = self._get_reauth_entry()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            code = user_input[CONF_ACCESS_CODE].strip()
-            errors = _bambu_field_errors(code, entry.data[CONF_MODEL])
-            if not errors:
-                data = {**entry.data, CONF_ACCESS_CODE: code}
-                await self._stop_stream(entry)
-                errors, _cert = await validate_bambu(
-                    data, pin=entry.data[CONF_CERT_SHA256]
-                )
-                if not errors:
-                    return self.async_update_reload_and_abort(entry, data=data)
-        return self.async_show_form(
-            step_id="reauth_bambu",
-            data_schema=ACCESS_CODE_SCHEMA,
-            errors=errors,
-            description_placeholders={"name": entry.title},
-        )
-
-    # --- MJPEG --------------------------------------------------------------------------
-
-    async def async_step_mjpeg(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Add any camera that serves MJPEG over HTTP."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data = {CONF_KIND: KIND_MJPEG, **_clean(user_input)}
-            name = data.pop(CONF_NAME, DEFAULT_NAME)
-            if not valid_http_url(data.get(CONF_URL)):
-                errors[CONF_URL] = "invalid_url"
-            else:
-                await self.async_set_unique_id(normalize_url(data[CONF_URL]))
-                self._abort_if_unique_id_configured()
-                errors = await validate_mjpeg(self.hass, data)
-            if not errors:
-                return self.async_create_entry(title=name, data=data)
-        return self.async_show_form(
-            step_id="mjpeg",
-            data_schema=self.add_suggested_values_to_schema(MJPEG_SCHEMA, user_input),
-            errors=errors,
-        )
-
-    async def _stop_stream(self, entry: PrintCamConfigEntry) -> None:
-        """Close a loaded entry's upstream so validating is not a 2nd client."""
-        if entry.state is ConfigEntryState.LOADED:
-            await entry.runtime_data.stream.async_stop_upstream()
-
-    async def async_step_reconfigure(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Change the camera's URLs, credentials or TLS checking."""
-        entry: PrintCamConfigEntry = self._get_reconfigure_entry()
-        if entry.data.get(CONF_KIND) == KIND_BAMBU:
-            return await self.async_step_reconfigure_bambu()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data = {CONF_KIND: KIND_MJPEG, **_clean(user_input)}
-            if CONF_PASSWORD not in data and entry.data.get(CONF_PASSWORD):
-                # An empty password field keeps the stored one.
-                data[CONF_PASSWORD] = entry.data[CONF_PASSWORD]
-            if not valid_http_url(data.get(CONF_URL)):
-                errors[CONF_URL] = "invalid_url"
-            else:
-                await self.async_set_unique_id(normalize_url(data[CONF_URL]))
-                self._abort_if_unique_id_mismatch()
-                await self._stop_stream(entry)
-                errors = await validate_mjpeg(self.hass, data)
-            if not errors:
-                return self.async_update_reload_and_abort(entry, data=data)
-        suggested = user_input or {
-            k: v for k, v in entry.data.items() if k not in (CONF_PASSWORD, CONF_KIND)
-        }
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                RECONFIGURE_SCHEMA, suggested
-            ),
-            errors=errors,
-            description_placeholders={"name": entry.title},
-        )
+    # --- fixing a printer's entry ---------------------------------------------------
 
     async def async_step_reauth(
         self, entry_data: Mapping[str, Any]
     ) -> ConfigFlowResult:
         """Start reauth: the printer refused the stored credentials."""
-        if entry_data.get(CONF_KIND) == KIND_BAMBU:
-            return await self.async_step_reauth_bambu()
-        return await self.async_step_reauth_confirm()
+        return await self._async_step_reauth(family_for(entry_data))
 
-    async def async_step_reauth_confirm(
-        self, user_input: dict[str, Any] | None = None
+    async def _async_step_reauth(
+        self, family: Family, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Ask for the username and password again."""
+        """Ask for new credentials (step ``reauth_<kind>``)."""
         entry: PrintCamConfigEntry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {
-                k: v
-                for k, v in entry.data.items()
-                if k not in (CONF_USERNAME, CONF_PASSWORD)
-            }
-            data.update(_clean(user_input))
-            await self._stop_stream(entry)
-            errors = await validate_mjpeg(self.hass, data)
-            if not errors:
-                return self.async_update_reload_and_abort(entry, data=data)
-        suggested = user_input or {CONF_USERNAME: entry.data.get(CONF_USERNAME, "")}
+            try:
+                data = family.parse_reauth(entry.data, user_input)
+            except FormError as err:
+                errors = err.errors
+            else:
+                await self._stop_stream(entry)
+                checked, errors = await _checked(
+                    family.async_check(self.hass, data, VALIDATE_TIMEOUT)
+                )
+                if checked is not None:
+                    return self.async_update_reload_and_abort(entry, data=checked)
         return self.async_show_form(
-            step_id="reauth_confirm",
-            data_schema=self.add_suggested_values_to_schema(REAUTH_SCHEMA, suggested),
+            step_id=f"reauth_{family.kind}",
+            data_schema=self.add_suggested_values_to_schema(
+                family.reauth_schema, user_input or family.reauth_suggested(entry.data)
+            ),
             errors=errors,
             description_placeholders={"name": entry.title},
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Start reconfiguring: the form of the entry's family."""
+        entry: PrintCamConfigEntry = self._get_reconfigure_entry()
+        return await self._async_step_reconfigure(family_for(entry.data))
+
+    async def _async_step_reconfigure(
+        self, family: Family, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the entry's settings (step ``reconfigure_<kind>``)."""
+        entry: PrintCamConfigEntry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                data = family.parse_reconfigure(entry.data, user_input)
+            except FormError as err:
+                errors = err.errors
+            else:
+                await self.async_set_unique_id(family.unique_id(data))
+                self._abort_if_unique_id_mismatch()
+                await self._stop_stream(entry)
+                checked, errors = await _checked(
+                    family.async_check_reconfigure(
+                        self.hass, entry.data, data, VALIDATE_TIMEOUT
+                    )
+                )
+                if isinstance(checked, ConfirmChange):
+                    self._change = checked
+                    return await self._async_step_confirm(family)
+                if checked is not None:
+                    return self.async_update_reload_and_abort(entry, data=checked)
+        return self.async_show_form(
+            step_id=f"reconfigure_{family.kind}",
+            data_schema=self.add_suggested_values_to_schema(
+                family.reconfigure_schema,
+                user_input or family.reconfigure_suggested(entry.data),
+            ),
+            errors=errors,
+            description_placeholders={"name": entry.title},
+        )
+
+    async def _async_step_confirm(
+        self, family: Family, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show a change reconfigure found (a new certificate); store it if accepted."""
+        entry: PrintCamConfigEntry = self._get_reconfigure_entry()
+        change = self._change
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            await self._stop_stream(entry)
+            checked, errors = await _checked(
+                family.async_check(self.hass, change.data, VALIDATE_TIMEOUT)
+            )
+            if checked is not None:
+                return self.async_update_reload_and_abort(entry, data=checked)
+        return self.async_show_form(
+            step_id=change.step_id,
+            data_schema=vol.Schema({}),
+            errors=errors,
+            description_placeholders={"name": entry.title, **change.placeholders},
         )
 
 

@@ -10,7 +10,8 @@ Assistant instance turns each valid announcement into one of:
   no entry yet.
 
 Flows and host updates are rate-limited per serial number, so a printer that
-announces itself every few seconds starts at most one flow a minute.
+announces itself every few seconds starts at most one flow a minute. What
+the flow asks and stores is the Bambu Lab family's (`families/bambu.py`).
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ from homeassistant.exceptions import (
 )
 from homeassistant.helpers import issue_registry as ir
 
-from .connection import InvalidConfig, create_source, still_fetcher, validate_data
 from .const import DOMAIN, PROBE_TIMEOUT
 from .coordinator import PrintCamCoordinator
 from .data import PrintCamData
+from .families import InvalidConfig, family_for
 from .sources import (
     CameraPortClosed,
     CertificateMismatch,
@@ -91,12 +91,12 @@ class Stage:
 
 async def _validate(ctx: SetupContext) -> None:
     """Check (and in future versions migrate) the entry's data."""
-    validate_data(ctx.entry.data)
+    family_for(ctx.entry.data).validate_data(ctx.entry.data)
 
 
 async def _build_source(ctx: SetupContext) -> None:
     """Create the printer family's source on Home Assistant's session."""
-    ctx.source = create_source(ctx.hass, ctx.entry.data)
+    ctx.source = family_for(ctx.entry.data).create_source(ctx.hass, ctx.entry.data)
 
 
 async def _probe(ctx: SetupContext) -> None:
@@ -113,7 +113,7 @@ async def _register_stream(ctx: SetupContext) -> None:
         entry.entry_id,
         source,
         StreamOptions.from_mapping(entry.options),
-        still_fetcher=still_fetcher(source, entry.data),
+        still_fetcher=family_for(entry.data).still_fetcher(source, entry.data),
     )
     ctx.stream = stream
     entry.runtime_data = PrintCamData(source=source, stream=stream, context=ctx)

@@ -1,0 +1,294 @@
+"""Bambu Lab P1P / P1S / A1 / A1 mini: the chamber camera on TLS port 6000.
+
+Entry data: ``{"kind": "bambu", "host", "serial", "access_code", "model",
+"cert_sha256"}``, plus ``"port"`` when it is not 6000. The unique id is the
+serial number (upper case, as on the printer's label).
+
+The printer's certificate is pinned: adding a printer captures its
+fingerprint in the same connection that logs in (trust on first use); from
+then on every connection must present exactly that certificate before the
+access code is sent. Reconfigure shows a changed fingerprint and stores it
+only once the user accepts it (step ``reconfigure_certificate``).
+
+Discovery: `discovery.py` listens for the printers' UDP announcements and
+starts ``integration_discovery`` flows with a `BambuDiscoveryData`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import section
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+)
+import voluptuous as vol
+
+from custom_components.printcam.const import (
+    BAMBU_ACCESS_CODE_LENGTH,
+    BAMBU_CHAMBER_MODELS,
+    BAMBU_RTSPS_MODELS,
+    CONF_ACCESS_CODE,
+    CONF_CERT_SHA256,
+    CONF_HOST,
+    CONF_KIND,
+    CONF_MODEL,
+    CONF_PORT,
+    CONF_SERIAL,
+    KIND_BAMBU,
+)
+from custom_components.printcam.sources import CannotConnect
+from custom_components.printcam.sources.bambu_chamber import (
+    DEFAULT_PORT,
+    BambuChamberSource,
+    fetch_certificate,
+)
+
+from .base import (
+    PASSWORD,
+    TEXT,
+    ConfirmChange,
+    Discovered,
+    Draft,
+    Family,
+    FormError,
+    InvalidConfig,
+)
+
+CONF_ADVANCED: Final = "advanced"
+CERTIFICATE_STEP: Final = "reconfigure_certificate"
+
+_MODEL = SelectSelector(
+    SelectSelectorConfig(
+        options=[*BAMBU_CHAMBER_MODELS, *BAMBU_RTSPS_MODELS],
+        mode=SelectSelectorMode.DROPDOWN,
+        translation_key="model",
+    )
+)
+_ADVANCED = section(
+    vol.Schema(
+        {
+            vol.Required(CONF_PORT, default=DEFAULT_PORT): NumberSelector(
+                NumberSelectorConfig(
+                    min=1, max=65535, step=1, mode=NumberSelectorMode.BOX
+                )
+            )
+        }
+    ),
+    {"collapsed": True},
+)
+_ACCESS_CODE_SCHEMA: Final = vol.Schema({vol.Required(CONF_ACCESS_CODE): PASSWORD})
+_DISCOVERY_SCHEMA_WITH_MODEL: Final = _ACCESS_CODE_SCHEMA.extend(
+    {vol.Required(CONF_MODEL): _MODEL}
+)
+_REQUIRED: Final = (CONF_HOST, CONF_SERIAL, CONF_ACCESS_CODE, CONF_CERT_SHA256)
+
+
+def entry_data(
+    host: str, port: int, serial: str, access_code: str, model: str
+) -> dict[str, Any]:
+    """Return a printer's entry data; the port only when it is not 6000.
+
+    The certificate's fingerprint is added by `BambuFamily.async_check`.
+    """
+    data: dict[str, Any] = {
+        CONF_KIND: KIND_BAMBU,
+        CONF_HOST: host,
+        CONF_SERIAL: serial,
+        CONF_ACCESS_CODE: access_code,
+        CONF_MODEL: model,
+    }
+    if port != DEFAULT_PORT:
+        data[CONF_PORT] = port
+    return data
+
+
+def _check_fields(access_code: str, model: str | None) -> None:
+    """Refuse what needs no connection: the code's length, an RTSPS model."""
+    if model in BAMBU_RTSPS_MODELS:
+        raise FormError({CONF_MODEL: "rtsps_model"})
+    if len(access_code) != BAMBU_ACCESS_CODE_LENGTH:
+        raise FormError({CONF_ACCESS_CODE: "invalid_access_code"})
+
+
+def _port(data: Mapping[str, Any]) -> int:
+    return int(data.get(CONF_PORT, DEFAULT_PORT))
+
+
+class BambuFamily(Family):
+    """A Bambu Lab P1 or A1 printer, by address, serial and access code."""
+
+    kind = KIND_BAMBU
+    user_schema = vol.Schema(
+        {
+            vol.Required(CONF_HOST): TEXT,
+            vol.Required(CONF_SERIAL): TEXT,
+            vol.Required(CONF_ACCESS_CODE): PASSWORD,
+            vol.Required(CONF_MODEL, default="P1S"): _MODEL,
+            vol.Required(CONF_ADVANCED): _ADVANCED,
+        }
+    )
+    reauth_schema = _ACCESS_CODE_SCHEMA
+    reconfigure_schema = vol.Schema(
+        {vol.Required(CONF_HOST): TEXT, vol.Required(CONF_ADVANCED): _ADVANCED}
+    )
+    confirm_steps = (CERTIFICATE_STEP,)
+
+    def validate_data(self, data: Mapping[str, Any]) -> None:
+        """Refuse missing fields, a model without this camera, a bad port."""
+        for key in _REQUIRED:
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise InvalidConfig(f"{key} is missing")
+        if data.get(CONF_MODEL) not in BAMBU_CHAMBER_MODELS:
+            raise InvalidConfig(
+                f"model {data.get(CONF_MODEL)!r} has no port-6000 chamber camera"
+            )
+        port = data.get(CONF_PORT, DEFAULT_PORT)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise InvalidConfig("the port is not a TCP port number")
+
+    def unique_id(self, data: Mapping[str, Any]) -> str:
+        """Return the serial number."""
+        return str(data[CONF_SERIAL]).upper()
+
+    def create_source(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> BambuChamberSource:
+        """Return the chamber camera source, pinned to the stored certificate."""
+        return self._source(data, data[CONF_CERT_SHA256])
+
+    @staticmethod
+    def _source(data: Mapping[str, Any], pin: str | None) -> BambuChamberSource:
+        """Return a source; `pin` None only to capture the certificate."""
+        return BambuChamberSource(
+            data[CONF_HOST],
+            data[CONF_SERIAL],
+            data[CONF_ACCESS_CODE],
+            cert_sha256=pin,
+            port=_port(data),
+        )
+
+    def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
+        """Return the printer's data, titled with its model."""
+        code = user_input[CONF_ACCESS_CODE].strip()
+        model = user_input[CONF_MODEL]
+        _check_fields(code, model)
+        data = entry_data(
+            user_input[CONF_HOST].strip(),
+            int(user_input[CONF_ADVANCED][CONF_PORT]),
+            user_input[CONF_SERIAL].strip().upper(),
+            code,
+            model,
+        )
+        return Draft(title=f"Bambu Lab {model}", data=data)
+
+    def parse_reauth(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the data with the printer's new access code."""
+        code = user_input[CONF_ACCESS_CODE].strip()
+        _check_fields(code, data[CONF_MODEL])
+        return {**data, CONF_ACCESS_CODE: code}
+
+    def parse_reconfigure(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the data with the new address (the pin is checked later)."""
+        return {
+            **entry_data(
+                user_input[CONF_HOST].strip(),
+                int(user_input[CONF_ADVANCED][CONF_PORT]),
+                data[CONF_SERIAL],
+                data[CONF_ACCESS_CODE],
+                data[CONF_MODEL],
+            ),
+            CONF_CERT_SHA256: data[CONF_CERT_SHA256],
+        }
+
+    def reconfigure_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Start with the stored address."""
+        return {CONF_HOST: data[CONF_HOST], CONF_ADVANCED: {CONF_PORT: _port(data)}}
+
+    async def async_check(
+        self,
+        hass: HomeAssistant,
+        data: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> dict[str, Any]:
+        """Log in and wait for one frame; return the data with the pinned fingerprint.
+
+        Without a fingerprint in `data` the certificate is captured (trust on
+        first use) in the same connection; otherwise the printer must present
+        exactly that one.
+        """
+        source = self._source(data, data.get(CONF_CERT_SHA256) or None)
+        await source.fetch_frame(timeout)
+        cert = source.peer_certificate
+        if cert is None:  # pragma: no cover - every connection that logs in sets it
+            raise CannotConnect("no certificate")
+        return {**data, CONF_CERT_SHA256: cert.sha256}
+
+    async def async_check_reconfigure(
+        self,
+        hass: HomeAssistant,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> dict[str, Any] | ConfirmChange:
+        """Look at the certificate first; show a changed one before logging in."""
+        cert = await fetch_certificate(new[CONF_HOST], _port(new), timeout)
+        if cert.common_name and cert.common_name.upper() != new[CONF_SERIAL].upper():
+            raise FormError({"base": "invalid_serial"})
+        if cert.sha256 != old[CONF_CERT_SHA256]:
+            return ConfirmChange(
+                CERTIFICATE_STEP,
+                {**new, CONF_CERT_SHA256: cert.sha256},
+                {"old": old[CONF_CERT_SHA256], "new": cert.sha256},
+            )
+        return await self.async_check(hass, new, timeout)
+
+    def discovered(self, source: str, info: object) -> Discovered | None:
+        """Describe a printer from its UDP announcement (`BambuDiscoveryData`)."""
+        if source != SOURCE_INTEGRATION_DISCOVERY or not isinstance(info, Mapping):
+            return None
+        serial = str(info[CONF_SERIAL]).upper()
+        host = str(info[CONF_HOST])
+        model = info.get(CONF_MODEL)
+        name = info.get("name") or f"Bambu Lab {model or serial}"
+        return Discovered(
+            unique_id=serial,
+            title=name,
+            data={
+                CONF_HOST: host,
+                CONF_SERIAL: serial,
+                CONF_MODEL: model if model in BAMBU_CHAMBER_MODELS else None,
+            },
+            placeholders={"name": name, "host": host, "serial": serial},
+            updates={CONF_HOST: host},
+            abort_reason="rtsps_model" if model in BAMBU_RTSPS_MODELS else None,
+        )
+
+    def discovery_schema(self, discovered: Discovered) -> vol.Schema:
+        """Ask for the access code, and the model if the printer did not say."""
+        if discovered.data[CONF_MODEL] is None:
+            return _DISCOVERY_SCHEMA_WITH_MODEL
+        return _ACCESS_CODE_SCHEMA
+
+    def parse_discovery(
+        self, discovered: Discovered, user_input: Mapping[str, Any]
+    ) -> Draft:
+        """Return the printer's data; discovered printers use port 6000."""
+        code = user_input[CONF_ACCESS_CODE].strip()
+        model = discovered.data[CONF_MODEL] or user_input[CONF_MODEL]
+        _check_fields(code, model)
+        info = discovered.data
+        data = entry_data(info[CONF_HOST], DEFAULT_PORT, info[CONF_SERIAL], code, model)
+        return Draft(title=discovered.title, data=data)

@@ -1,0 +1,197 @@
+"""What a printer family provides, and what its forms report back.
+
+A family is one kind of printer (``entry.data["kind"]``): what the user
+enters, how it is checked, the source it builds, its unique id and how it is
+discovered. The config flow shows a family's forms and handles Home
+Assistant's side (unique ids, entries, reloads); startup validates an entry
+and builds its source through it.
+
+Per family the flow has the steps ``<kind>`` (add), ``reauth_<kind>`` and
+``reconfigure_<kind>``, plus the ones named in `confirm_steps`; their texts
+are in strings.json under those step ids.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.selector import (
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import voluptuous as vol
+
+from custom_components.printcam.sources import FrameSource
+
+type StillFetcher = Callable[[], Awaitable[bytes]]
+
+SOURCE_FORM_ERRORS: Final = frozenset(
+    {
+        "cannot_connect",
+        "invalid_auth",
+        "not_mjpeg",
+        "timeout",
+        "camera_port_closed",
+        "invalid_serial",
+        "cert_mismatch",
+    }
+)
+"""`SourceError` reasons a form shows as they are; any other is cannot_connect."""
+
+TEXT: Final = TextSelector()
+PASSWORD: Final = TextSelector(
+    TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="off")
+)
+
+
+class InvalidConfig(ValueError):
+    """The entry's data cannot describe a printer camera."""
+
+
+class FormError(Exception):
+    """What the user entered cannot be used: form errors by field."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        """Keep the errors (field or "base" -> key in strings.json)."""
+        super().__init__(errors)
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A new entry as entered, before the printer was checked."""
+
+    title: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmChange:
+    """Reconfigure found a change the user has to accept before it is stored.
+
+    The flow shows the form `step_id` (one of the family's `confirm_steps`)
+    with `placeholders`, and on submit checks and stores `data`.
+    """
+
+    step_id: str
+    data: dict[str, Any]
+    placeholders: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """A printer a discovery flow was started for."""
+
+    unique_id: str
+    title: str
+    """The flow's title and the new entry's."""
+    data: dict[str, Any]
+    """What discovery told; `parse_discovery` completes it."""
+    placeholders: dict[str, str]
+    """For the discovery_confirm form's description."""
+    updates: dict[str, Any] = field(default_factory=dict)
+    """Stored in the printer's entry when it is already configured."""
+    abort_reason: str | None = None
+    """Set when the printer is known but cannot be added."""
+
+
+class Family(ABC):
+    """One kind of printer. Instances are stateless; the registry holds one each."""
+
+    kind: ClassVar[str]
+    """The entry's ``kind``, the menu option and the add step's id."""
+    user_schema: ClassVar[vol.Schema]
+    reauth_schema: ClassVar[vol.Schema]
+    reconfigure_schema: ClassVar[vol.Schema]
+    confirm_steps: ClassVar[tuple[str, ...]] = ()
+    """Steps a `ConfirmChange` from `async_check_reconfigure` may name."""
+
+    # --- the entry
+
+    @abstractmethod
+    def validate_data(self, data: Mapping[str, Any]) -> None:
+        """Raise InvalidConfig when the entry's data is unusable."""
+
+    @abstractmethod
+    def unique_id(self, data: Mapping[str, Any]) -> str:
+        """Return the printer's identity, the entry's unique id."""
+
+    @abstractmethod
+    def create_source(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> FrameSource:
+        """Return the camera source for valid entry data."""
+
+    def still_fetcher(
+        self, source: FrameSource, data: Mapping[str, Any]
+    ) -> StillFetcher | None:
+        """Return a way to fetch a still without the stream, if the printer has one."""
+        return None
+
+    # --- the forms (no I/O: they raise FormError)
+
+    @abstractmethod
+    def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
+        """Turn the add form into a new entry's title and data."""
+
+    @abstractmethod
+    def parse_reauth(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the entry's data with the new credentials."""
+
+    def reauth_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return what the reauth form starts with (never a secret)."""
+        return {}
+
+    @abstractmethod
+    def parse_reconfigure(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the entry's data changed as entered."""
+
+    @abstractmethod
+    def reconfigure_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return what the reconfigure form starts with (never a secret)."""
+
+    # --- checking against the printer (may raise FormError or SourceError)
+
+    @abstractmethod
+    async def async_check(
+        self,
+        hass: HomeAssistant,
+        data: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> dict[str, Any]:
+        """Fetch one frame with `data`; return the data to store."""
+
+    async def async_check_reconfigure(
+        self,
+        hass: HomeAssistant,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> dict[str, Any] | ConfirmChange:
+        """Check reconfigured data; or ask the user to confirm a change first."""
+        return await self.async_check(hass, new, timeout)
+
+    # --- discovery
+
+    def discovered(self, source: str, info: object) -> Discovered | None:
+        """Describe the printer a discovery flow found; None if not this family's."""
+        return None
+
+    def discovery_schema(self, discovered: Discovered) -> vol.Schema:
+        """Return the discovery_confirm form: what discovery could not tell."""
+        raise NotImplementedError
+
+    def parse_discovery(
+        self, discovered: Discovered, user_input: Mapping[str, Any]
+    ) -> Draft:
+        """Turn the discovery_confirm form into a new entry."""
+        raise NotImplementedError
