@@ -10,13 +10,11 @@ Unloading runs the same undos, so rollback and unload cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 import logging
 from typing import TYPE_CHECKING
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryError,
@@ -27,7 +25,7 @@ from homeassistant.helpers import issue_registry as ir
 
 from .const import DOMAIN, PROBE_TIMEOUT
 from .coordinator import PrintCamCoordinator
-from .data import PrintCamData
+from .data import PrintCamData, SetupContext, Stage
 from .families import InvalidConfig, family_for
 from .sources import (
     CameraPortClosed,
@@ -42,7 +40,6 @@ from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
 
 if TYPE_CHECKING:
     from .data import PrintCamConfigEntry
-    from .sources import FrameSource
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,36 +51,6 @@ PLATFORMS: list[Platform] = [
     Platform.SENSOR,
     Platform.SWITCH,
 ]
-
-
-@dataclass(slots=True)
-class SetupContext:
-    """What the stages build, and what has to be undone."""
-
-    hass: HomeAssistant
-    entry: PrintCamConfigEntry
-    source: FrameSource | None = None
-    stream: PrintCamStream | None = None
-    done: list[Stage] = field(default_factory=list)
-    cleanups: list[CALLBACK_TYPE] = field(default_factory=list)
-
-
-type StageFn = Callable[[SetupContext], Awaitable[None]]
-type UndoFn = Callable[[SetupContext], Awaitable[bool]]
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """One named step of setup; `undo` returns False if it could not undo.
-
-    With `undo_partial`, the undo also runs when the stage itself failed
-    halfway (it copes with whatever the stage had built).
-    """
-
-    name: str
-    run: StageFn
-    undo: UndoFn | None = None
-    undo_partial: bool = False
 
 
 # --- the stages ------------------------------------------------------------------
