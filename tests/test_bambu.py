@@ -148,6 +148,8 @@ async def test_user_flow_errors_then_recovers(
     bambu.set_mode("one_client")
     result = await hass.config_entries.flow.async_configure(flow_id, user_input(bambu))
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
 
 
 async def test_duplicate_serial_aborts(

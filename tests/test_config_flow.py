@@ -13,6 +13,7 @@ from typing import Any
 from unittest.mock import AsyncMock, patch
 
 from homeassistant import config_entries
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
@@ -49,6 +50,13 @@ async def _mjpeg_form(hass: HomeAssistant) -> str:
     return result["flow_id"]
 
 
+async def _unload_created(hass: HomeAssistant, result: ConfigFlowResult) -> None:
+    """Unload the entry the flow created: its stream and connection close."""
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
 async def test_user_flow_creates_entry(
     hass: HomeAssistant, printer: MjpegPrinter
 ) -> None:
@@ -63,6 +71,7 @@ async def test_user_flow_creates_entry(
     assert result["result"].unique_id == normalize_url(printer.url)
     await hass.async_block_till_done()
     assert hass.states.get("camera.voron") is not None
+    await _unload_created(hass, result)
 
 
 async def test_user_flow_with_all_fields(
@@ -119,7 +128,7 @@ async def test_user_flow_errors_then_recovers(
     assert result["errors"] == {"base": error}
     printer.set_mode("good")
     result = await hass.config_entries.flow.async_configure(flow_id, user_input)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await _unload_created(hass, result)
 
 
 async def test_user_flow_refused_and_timeout(
@@ -137,7 +146,7 @@ async def test_user_flow_refused_and_timeout(
     assert result["errors"] == {"base": "timeout"}
     printer.resume()
     result = await hass.config_entries.flow.async_configure(flow_id, user_input)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await _unload_created(hass, result)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +169,7 @@ async def test_user_flow_invalid_url(
     assert printer.total_connections == 0  # refused in the form, no request
     user_input[field] = printer.url if field == "url" else printer.still_url
     result = await hass.config_entries.flow.async_configure(flow_id, user_input)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await _unload_created(hass, result)
 
 
 async def test_user_flow_unexpected_error(
@@ -172,7 +181,7 @@ async def test_user_flow_unexpected_error(
         result = await hass.config_entries.flow.async_configure(flow_id, user_input)
     assert result["errors"] == {"base": "unknown"}
     result = await hass.config_entries.flow.async_configure(flow_id, user_input)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await _unload_created(hass, result)
 
 
 async def test_duplicate_aborts(hass: HomeAssistant, printer: MjpegPrinter) -> None:
