@@ -705,7 +705,9 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         """Return the shared clock's first tick after ``now`` (loop time)."""
         if self._clock_epoch is None:
             self._clock_epoch = now
-        ticks = math.floor((now - self._clock_epoch) * fps) + 1
+        # The tolerance keeps a time that is a tick (but for float rounding)
+        # from meaning that same tick.
+        ticks = math.floor((now - self._clock_epoch) * fps + 1e-6) + 1
         return self._clock_epoch + ticks / fps
 
     async def _stream(
