@@ -9,6 +9,7 @@ from typing import Any
 from unittest.mock import PropertyMock, patch
 
 import aiohttp
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 import pytest
@@ -117,12 +118,23 @@ def make_entry(
     )
 
 
-async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
-    """Add and set up an entry, waiting until Home Assistant is idle."""
+async def setup_entry(
+    hass: HomeAssistant, entry: MockConfigEntry, *, keep_probe: bool = False
+) -> MockConfigEntry:
+    """Add and set up an entry, waiting until Home Assistant is idle.
+
+    Setup's probe connection stays open as the stream's first hold (for
+    `still_hold_s`); unless `keep_probe` (or keep-warm), it is closed here so the test
+    starts from an idle stream, as after that hold expired.
+    """
     await async_setup_component(hass, "http", {})
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+    warm = entry.options.get("keep_warm", False)
+    if not keep_probe and not warm and entry.state is ConfigEntryState.LOADED:
+        await entry.runtime_data.stream.async_stop_upstream()
+        await hass.async_block_till_done()
     return entry
 
 

@@ -260,16 +260,17 @@ async def test_rate_limit_at_30_fps(
         writes,
     )
 
-    # The printer really ran at 30 fps and the stream pushed every frame...
+    # The printer really ran at 30 fps, and the stream pushed transitions
+    # only, never a snapshot per frame (the coordinator samples counters)...
     assert frames >= 250, frames
-    assert pushed >= frames - 5, (pushed, frames)
+    assert pushed <= 2, (pushed, frames)
     # ... but no entity wrote more than once per 5 s (10 s: at most 3 writes).
     assert writes, "the coordinator published nothing"
     for entity_id, times in rec.writes.items():
         assert len(times) <= 3, (entity_id, writes)
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert all(gap >= PUBLISH_INTERVAL - 0.1 for gap in gaps), (entity_id, gaps)
-    # The frame-derived values still moved (trailing publishes happen).
+    # The frame-derived values still moved (sampled publishes happen).
     assert writes.get("sensor.printer_last_frame", 0) >= 1
     assert sum(writes.values()) <= 3 * len(entity_ids)
 
@@ -299,7 +300,7 @@ async def test_rate_limit_at_30_fps(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_trailing_publish_shows_last_change_and_is_cancelled_on_unload(
+async def test_sampled_publish_shows_counters_and_is_cancelled_on_unload(
     hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
 ) -> None:
     entry = await setup_entry(hass, make_entry(printer.url))
@@ -308,18 +309,18 @@ async def test_trailing_publish_shows_last_change_and_is_cancelled_on_unload(
     viewer = await _open_viewer(client)
     await until(lambda: _state(hass, STREAM_STATE) == "streaming")
     await viewer.wait_frames(5)
-    # Frames keep coming: a trailing publish is pending.
-    await until(lambda: coordinator._unsub_trailing is not None)
+    # Frames keep coming: a sample is scheduled.
+    await until(lambda: coordinator._unsub_sample is not None)
     published = coordinator.data.frames
     await until(
         lambda: coordinator.data.frames > published, timeout=PUBLISH_INTERVAL + 1
     )
     assert float(_state(hass, "sensor.printer_frame_rate")) > 5
-    await until(lambda: coordinator._unsub_trailing is not None)
-    # Unload with a publish pending: the timer goes with the entry.
+    await until(lambda: coordinator._unsub_sample is not None)
+    # Unload with a sample pending: the timer goes with the entry.
     await viewer.close()
     assert await hass.config_entries.async_unload(entry.entry_id)
-    assert coordinator._unsub_trailing is None
+    assert coordinator._unsub_sample is None
     assert coordinator._unsub_stream is None
 
 

@@ -157,7 +157,9 @@ async def test_2_subscribers_share_one_upstream_each_chunk_once() -> None:
         async for chunk in iter_subscriber(bc, queue):
             into.append(chunk)
 
-    readers = [asyncio.create_task(read(q, r)) for q, r in zip(queues, results)]
+    readers = [
+        asyncio.create_task(read(q, r)) for q, r in zip(queues, results, strict=True)
+    ]
     for i in range(30):
         up.feed.put_nowait(b"chunk%d" % i)
         # Wait for what is asserted: every reader holds this chunk. (Waiting

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from homeassistant.components.camera import Camera
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .data import PrintCamConfigEntry
-from .entity import PrintCamEntity
+from .entity import PrintCamCoordinatorEntity
 from .mjpeg import CONTENT_TYPE
-from .stream import StreamSnapshot
+from .viewer import ChunkFramer, TransportViewer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ async def async_setup_entry(
     async_add_entities([PrintCamCamera(entry)])
 
 
-class PrintCamCamera(PrintCamEntity, Camera):
+class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
     """A printer camera whose viewers and stills share one connection."""
 
     _attr_name = None  # the device's name: "Printer" rather than "Printer Camera"
@@ -37,19 +36,17 @@ class PrintCamCamera(PrintCamEntity, Camera):
 
     def __init__(self, entry: PrintCamConfigEntry) -> None:
         """Create the camera on the printer's device."""
-        PrintCamEntity.__init__(self, entry, "camera")
+        PrintCamCoordinatorEntity.__init__(self, entry, "camera")
         Camera.__init__(self)
         self.content_type = "image/jpeg"
-        self._attr_is_streaming = False
-
-    async def async_added_to_hass(self) -> None:
-        """Follow the stream so the camera state shows whether it streams."""
-        await super().async_added_to_hass()
-        self.async_on_remove(self.shared_stream.add_listener(self._on_snapshot))
+        self._framer = ChunkFramer()
+        """Frames each part as an HTTP/1.1 chunk once for every viewer."""
+        self._attr_is_streaming = self.coordinator.data.viewers > 0
 
     @callback
-    def _on_snapshot(self, snapshot: StreamSnapshot) -> None:
-        streaming = snapshot.viewers > 0
+    def _handle_coordinator_update(self) -> None:
+        """Show whether someone is watching (the camera's state)."""
+        streaming = self.coordinator.data.viewers > 0
         if streaming != self._attr_is_streaming:
             self._attr_is_streaming = streaming
             self.async_write_ha_state()
@@ -63,23 +60,29 @@ class PrintCamCamera(PrintCamEntity, Camera):
     async def handle_async_mjpeg_stream(
         self, request: web.Request
     ) -> web.StreamResponse | None:
-        """Serve the shared stream to one viewer until it or the entry leaves."""
+        """Serve the shared stream to one viewer until it or the entry leaves.
+
+        After the response head, parts go straight from the fan-out loop to
+        this viewer's socket (see viewer.py): no per-viewer task or queue.
+        """
         response = web.StreamResponse()
         response.content_type = CONTENT_TYPE
-        response.headers["Cache-Control"] = "no-store"
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
         await response.prepare(request)
         transport = request.transport
-
-        async def is_disconnected() -> bool:
-            return transport is None or transport.is_closing()
-
+        if transport is None or transport.is_closing():
+            return response
+        chunked = response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
+        viewer = TransportViewer(transport, framer=self._framer if chunked else None)
         try:
-            async with contextlib.aclosing(
-                self.shared_stream.iter_viewer(is_disconnected)
-            ) as parts:
-                async for part in parts:
-                    await response.write(part)
-        except (ConnectionResetError, RuntimeError) as err:
-            # The viewer went away, or the entry is closing.
-            _LOGGER.debug("%s: viewer ended: %s", self.entity_id, err)
+            await self.shared_stream.async_watch(viewer)
+        except RuntimeError as err:  # the entry is closing
+            _LOGGER.debug("%s: viewer refused: %s", self.entity_id, err)
+        _LOGGER.debug(
+            "%s: viewer ended (%s): %d frames, %d skipped",
+            self.entity_id,
+            viewer.end_reason,
+            viewer.delivered,
+            viewer.skipped,
+        )
         return response

@@ -49,7 +49,6 @@ from .families import FAMILIES, ConfirmChange, Discovered, Family, FormError, fa
 from .families.base import SOURCE_FORM_ERRORS
 
 # Re-exported: it was defined here and tests still import it from here.
-from .families.mjpeg import normalize_url as normalize_url  # noqa: PLC0414
 from .sources import SourceError
 
 _LOGGER = logging.getLogger(__name__)

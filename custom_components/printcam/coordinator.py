@@ -1,16 +1,16 @@
 """The per-entry coordinator: the stream's state, pushed to the entities.
 
-No polling: the Stream calls `_on_snapshot` synchronously on every change,
-including every frame (30 times a second on a good camera). Entities must
-not write their state that often (the recorder would fill up), so the
-coordinator publishes to them at once when the stream's `state` or its
-viewer count changes, and otherwise at most every `PUBLISH_INTERVAL`
-seconds, with a trailing publish so the last change always shows.
+No polling of the printer and nothing per frame: the Stream calls
+`_on_snapshot` on transitions only (its state, the viewer count, a failure,
+a restart), and the coordinator publishes those at once. Frame counters
+(frames, fps, last frame, drops) are plain fields of the Stream that the
+coordinator samples every `PUBLISH_INTERVAL` seconds while the stream is
+active, publishing only when something changed, so entity state writes stay
+at one every few seconds at any frame rate (the recorder does not fill up).
 
-Transitions are seen on every snapshot, rate limit or not: they become
-stream events (`started`, `stopped`, `stalled`, `recovered`, `failed`) for
-the event entity, and an unreachable printer is logged once when lost and
-once when back.
+Transitions also become stream events (`started`, `stopped`, `stalled`,
+`recovered`, `failed`) for the event entity, and an unreachable printer is
+logged once when lost and once when back.
 """
 
 from __future__ import annotations
@@ -93,11 +93,10 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
         self.stream = stream
         self.data = stream.snapshot
         self._latest = stream.snapshot
-        self._last_publish = -PUBLISH_INTERVAL
-        self._trailing_job = HassJob(
-            self._on_trailing, "printcam trailing publish", cancel_on_shutdown=True
+        self._sample_job = HassJob(
+            self._on_sample, "printcam stream sample", cancel_on_shutdown=True
         )
-        self._unsub_trailing: CALLBACK_TYPE | None = None
+        self._unsub_sample: CALLBACK_TYPE | None = None
         self._unsub_stream: CALLBACK_TYPE | None = None
         self._event_listeners: list[StreamEventListener] = []
         # Event bookkeeping: frames flowed in this session (since idle), and
@@ -107,20 +106,25 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
         self._unreachable_logged = False
         self.recent_errors: deque[RecentError] = deque(maxlen=RECENT_ERRORS)
         self.snapshots_seen = 0
-        """Snapshots the stream pushed (every frame is one)."""
+        """Transitions the stream pushed (never one per frame)."""
 
     @callback
     def async_start(self) -> None:
         """Follow the stream (idempotent)."""
         if self._unsub_stream is None and not self._shutdown_requested:
             self._unsub_stream = self.stream.add_listener(self._on_snapshot)
+            self._latest = self.stream.snapshot
+            if self._latest != self.data:
+                self._publish()  # the probe's upstream may already stream
+            else:
+                self._schedule_sample()
 
     async def async_shutdown(self) -> None:
         """Stop following the stream and cancel the trailing publish."""
         if self._unsub_stream is not None:
             self._unsub_stream()
             self._unsub_stream = None
-        self._cancel_trailing()
+        self._cancel_sample()
         await super().async_shutdown()
 
     async def _async_update_data(self) -> StreamSnapshot:
@@ -180,11 +184,11 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
             self._unreachable_logged = False
             _LOGGER.info("%s: camera reachable again", self.config_entry.title)
 
-    # --- the rate-limited publish ----------------------------------------------
+    # --- publishing: at once on a transition, sampled in between -----------------
 
     @callback
     def _on_snapshot(self, snapshot: StreamSnapshot) -> None:
-        """Take a snapshot from the stream; publish now or later."""
+        """Take a transition from the stream and publish it now."""
         previous, self._latest = self._latest, snapshot
         self.snapshots_seen += 1
         if snapshot.last_error and snapshot.last_error != previous.last_error:
@@ -193,33 +197,39 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
             )
         if snapshot.state is not previous.state:
             self._transition(previous.state, snapshot.state)
-        published = self.data
-        if snapshot.state is not published.state or (
-            snapshot.viewers != published.viewers
-        ):
-            self._publish()
-            return
-        if self._unsub_trailing is not None or snapshot == published:
-            return
-        wait = self._last_publish + PUBLISH_INTERVAL - time.monotonic()
-        if wait <= 0:
-            self._publish()
-        else:
-            self._unsub_trailing = async_call_later(self.hass, wait, self._trailing_job)
-
-    @callback
-    def _on_trailing(self, _now: datetime) -> None:
-        # Scheduled only for a change not yet published, and an earlier
-        # publish cancels it: there is always something to show.
-        self._unsub_trailing = None
         self._publish()
 
-    def _cancel_trailing(self) -> None:
-        if self._unsub_trailing is not None:
-            self._unsub_trailing()
-            self._unsub_trailing = None
+    @callback
+    def _on_sample(self, _now: datetime) -> None:
+        """Sample the stream's counters; publish if anything changed."""
+        self._unsub_sample = None
+        snapshot = self.stream.snapshot
+        if snapshot.last_error and snapshot.last_error != self._latest.last_error:
+            self.recent_errors.append(
+                RecentError(time.time(), snapshot.state, snapshot.last_error)
+            )
+        self._latest = snapshot
+        if snapshot != self.data:
+            self._publish()
+        else:
+            self._schedule_sample()
+
+    def _schedule_sample(self) -> None:
+        """Sample again in `PUBLISH_INTERVAL` while the stream is active."""
+        self._cancel_sample()
+        if self._unsub_stream is None:
+            return
+        if self._latest.state is StreamState.IDLE and self._latest == self.data:
+            return  # nothing moves while idle; the next transition wakes us
+        self._unsub_sample = async_call_later(
+            self.hass, PUBLISH_INTERVAL, self._sample_job
+        )
+
+    def _cancel_sample(self) -> None:
+        if self._unsub_sample is not None:
+            self._unsub_sample()
+            self._unsub_sample = None
 
     def _publish(self) -> None:
-        self._cancel_trailing()
-        self._last_publish = time.monotonic()
         self.async_set_updated_data(self._latest)
+        self._schedule_sample()

@@ -20,7 +20,8 @@ import yarl
 
 from .const import CONF_PASSWORD, CONF_STILL_URL, CONF_USERNAME
 from .data import PrintCamConfigEntry
-from .stream import StreamSnapshot
+from .stream import PrintCamStream, StreamSnapshot
+from .viewer import TransportViewer
 
 TO_REDACT: Final = frozenset({CONF_PASSWORD, CONF_USERNAME, "access_code", "api_key"})
 MIN_SECRET_LENGTH: Final = 4
@@ -39,6 +40,22 @@ def _snapshot(snapshot: StreamSnapshot) -> dict[str, Any]:
     data["state"] = snapshot.state.value
     data["last_frame_at"] = _timestamp(snapshot.last_frame_at)
     return data
+
+
+def _viewers(stream: PrintCamStream) -> list[dict[str, Any]]:
+    """Return each live viewer's counters: a slow one shows its skips."""
+    bc = stream.broadcaster
+    if bc is None or bc.stopped:
+        return []
+    return [
+        {
+            "delivered": sink.delivered,
+            "skipped": sink.skipped,
+            "buffered_bytes": sink.transport.get_write_buffer_size(),
+        }
+        for sink in bc.sinks
+        if isinstance(sink, TransportViewer)
+    ]
 
 
 def _secrets(data: Mapping[str, Any]) -> list[str]:
@@ -84,6 +101,7 @@ async def async_get_config_entry_diagnostics(
     runtime = entry.runtime_data
     stream, source, coordinator = runtime.stream, runtime.source, runtime.coordinator
     snapshot = stream.snapshot
+    delivery = stream.delivery
     source_stats = asdict(source.stats)
     last_error = source_stats.pop("last_error")
     diagnostics = {
@@ -102,6 +120,9 @@ async def async_get_config_entry_diagnostics(
             "running": stream.running,
             "viewers": stream.viewers,
         },
+        # Each layer counts its own events once: the stream (frames, skips
+        # for max_fps), the source (connections, failures, bad frames) and
+        # the fan-out (frames written to viewers, frames slow viewers lost).
         "counters": {
             "frames": snapshot.frames,
             "frames_dropped": snapshot.frames_dropped,
@@ -110,6 +131,11 @@ async def async_get_config_entry_diagnostics(
             "upstream_starts": snapshot.upstream_starts,
             "snapshots_pushed": coordinator.snapshots_seen,
             "source": source_stats,
+            "fanout": {
+                "delivered": delivery.delivered,
+                "dropped_by_slow_viewers": delivery.dropped,
+                "viewers": _viewers(stream),
+            },
         },
         "source": {
             "family": source.family,

@@ -36,7 +36,7 @@ from .sources import (
     SourceError,
     SourceTimeout,
 )
-from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
+from .stream import PrintCamStream, StreamOptions
 
 if TYPE_CHECKING:
     from .data import PrintCamConfigEntry
@@ -67,43 +67,49 @@ async def _build_source(ctx: SetupContext) -> None:
 
 
 async def _probe(ctx: SetupContext) -> None:
-    """Fetch one frame with a short timeout to see the camera is there."""
-    assert ctx.source is not None  # noqa: S101 - the previous stage set it
-    await ctx.source.fetch_frame(PROBE_TIMEOUT)
+    """Open the stream's first connection and wait for a frame (short timeout).
 
-
-async def _register_stream(ctx: SetupContext) -> None:
-    """Create the shared stream and hook it into Home Assistant."""
-    hass, entry, source = ctx.hass, ctx.entry, ctx.source
+    That connection is the stream's, not a throw-away: it stays open as a
+    still holds it, so Home Assistant starting with a dashboard open makes
+    one printer connection, not two.
+    """
+    entry, source = ctx.entry, ctx.source
     assert source is not None  # noqa: S101 - the build stage set it
-    stream = PrintCamStream(
+    ctx.stream = PrintCamStream(
         entry.entry_id,
         source,
         StreamOptions.from_mapping(entry.options),
         still_fetcher=family_for(entry.data).still_fetcher(source, entry.data),
     )
-    ctx.stream = stream
+    await ctx.stream.async_probe(PROBE_TIMEOUT)
+
+
+async def _close_probe(ctx: SetupContext) -> bool:
+    """Close the probe's connection (setup failed after or during it)."""
+    if ctx.stream is not None:
+        await ctx.stream.async_close()
+    return True
+
+
+async def _register_stream(ctx: SetupContext) -> None:
+    """Register the probed stream with Home Assistant."""
+    hass, entry, source, stream = ctx.hass, ctx.entry, ctx.source, ctx.stream
+    assert source is not None  # noqa: S101 - the build stage set it
+    assert stream is not None  # noqa: S101 - the probe stage set it
     entry.runtime_data = PrintCamData(source=source, stream=stream, context=ctx)
 
-    last_seen: tuple[StreamState, SourceError | None] = (stream.state, None)
-
     @callback
-    def _on_snapshot(snapshot: StreamSnapshot) -> None:
-        # Called for every frame: act only when the state or failure changes.
-        nonlocal last_seen
-        seen = (snapshot.state, stream.failure)
-        if seen == last_seen:
-            return
-        last_seen = seen
-        if snapshot.state is StreamState.AUTH_FAILED:
+    def _on_failure(error: SourceError) -> None:
+        # The transition that causes them, once per permanent failure.
+        if isinstance(error, InvalidAuth):
             # The printer refused the credentials while streaming.
             entry.async_start_reauth(hass)
-        elif isinstance(stream.failure, CertificateMismatch):
+        elif isinstance(error, CertificateMismatch):
             # Another certificate while streaming: the printer was reset
             # or replaced (or something else answers at its address).
-            async_create_cert_issue(hass, entry, stream.failure)
+            async_create_cert_issue(hass, entry, error)
 
-    ctx.cleanups.append(stream.add_listener(_on_snapshot))
+    stream.on_failure = _on_failure
     stopped = False
 
     async def _on_stop(_event: Event) -> None:
@@ -165,7 +171,7 @@ async def _unload_platforms(ctx: SetupContext) -> bool:
 STAGES: tuple[Stage, ...] = (
     Stage("validate", _validate),
     Stage("build_source", _build_source),
-    Stage("probe", _probe),
+    Stage("probe", _probe, _close_probe, undo_partial=True),
     Stage("register_stream", _register_stream, _close_stream, undo_partial=True),
     Stage("coordinator", _start_coordinator, _stop_coordinator, undo_partial=True),
     Stage(

@@ -2,16 +2,18 @@
 
 One `PrintCamStream` per config entry. It owns the broadcaster key, turns
 each JPEG from the source into one multipart part (every viewer gets the same
-bytes object), keeps the latest JPEG for stills, measures fps, drops and
-reconnects, tracks the stream's state and tells listeners when it changes.
+bytes object), keeps the latest JPEG for stills, counts frames and measures
+fps in plain fields, tracks the stream's state and tells listeners when it
+*changes*: state, viewers, a failure, a restart. Nothing above the stream
+runs per frame; the coordinator samples the counters (`snapshot`).
 
-Who keeps the upstream open:
-- live viewers (`iter_viewer`), for as long as they watch;
-- a *hold*, one internal subscriber with a deadline: the last viewer leaving
-  extends it by `idle_grace_s`, a still by `still_hold_s` (dashboard cards
-  poll a still every 10 s: one connection, not one per poll), keep-warm
-  makes it permanent. The broadcaster itself gets a grace of 0: the hold is
-  the grace window, so the close happens exactly when the hold expires.
+Who keeps the upstream open is the broadcaster's one deadline: live viewers
+while they watch, the last one leaving extends it by `idle_grace_s` (the
+broadcaster's grace), and the stream's holds extend it further: a still by
+`still_hold_s` (dashboard cards poll a still every 10 s: one connection, not
+one per poll), the startup probe likewise (its connection is the stream's
+first, so Home Assistant starting with a dashboard open connects once), and
+keep-warm until it is turned off.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 import contextlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 import logging
 import math
@@ -42,7 +44,15 @@ from .const import (
     STILL_TIMEOUT,
 )
 from .mjpeg import encode_part
-from .sources import FrameSource, InvalidAuth, SourceError, SourceEvents
+from .sources import (
+    CannotConnect,
+    FrameSource,
+    InvalidAuth,
+    SourceError,
+    SourceEvents,
+    SourceTimeout,
+)
+from .viewer import TransportViewer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,7 +109,11 @@ class StreamSnapshot:
     """Wall-clock time (epoch seconds) of the latest frame."""
     frames: int = 0
     frames_dropped: int = 0
+    """Every frame lost on the way: `bad_frames` + `viewer_drops`."""
+    bad_frames: int = 0
     """Bad frames or parts the source dropped (oversize, not JPEG, broken)."""
+    viewer_drops: int = 0
+    """Frames slow viewers skipped because their socket had not drained."""
     frames_skipped: int = 0
     """Frames left out to honour `max_fps`."""
     reconnects: int = 0
@@ -108,6 +122,7 @@ class StreamSnapshot:
 
 
 type SnapshotListener = Callable[[StreamSnapshot], None]
+type FailureHandler = Callable[[SourceError], None]
 
 
 @dataclass(slots=True)
@@ -118,9 +133,10 @@ class _FpsMeter:
     times: deque[float] = field(default_factory=deque)
 
     def add(self, now: float) -> None:
-        self.times.append(now)
-        while self.times and now - self.times[0] > self.window:
-            self.times.popleft()
+        times = self.times
+        times.append(now)
+        if now - times[0] > self.window:
+            times.popleft()
 
     def fps(self, now: float) -> float:
         while self.times and now - self.times[0] > self.window:
@@ -132,6 +148,19 @@ class _FpsMeter:
 
     def clear(self) -> None:
         self.times.clear()
+
+
+@dataclass(slots=True)
+class DeliveryTotals:
+    """Fan-out counters summed over every broadcaster this stream had."""
+
+    delivered: int = 0
+    dropped: int = 0
+
+    def add(self, stats: fanout.BroadcasterStats) -> None:
+        """Add one broadcaster's counters."""
+        self.delivered += stats.chunks_delivered
+        self.dropped += stats.chunks_dropped
 
 
 class PrintCamStream(SourceEvents):
@@ -156,38 +185,80 @@ class PrintCamStream(SourceEvents):
         self.options = options or StreamOptions()
         self._still_fetcher = still_fetcher
         self._listeners: list[SnapshotListener] = []
-        self._snapshot = StreamSnapshot()
+        self.on_failure: FailureHandler | None = None
+        """Called with a permanent failure (credentials, certificate) once."""
+        self._state = StreamState.IDLE
         self._closed = False
-        # Latest frame, for stills.
+        # Frame counters: plain fields, sampled by `snapshot`.
+        self.frames = 0
+        self.frames_skipped = 0
+        self.upstream_starts = 0
+        self.reconnects = 0
+        """Connections after the first within one upstream (drops, restarts)."""
+        self._session_connected = False
         self.latest_jpeg: bytes | None = None
         self._latest_mono = 0.0
+        self._latest_wall: float | None = None
         self._next_frame: asyncio.Future[bytes] | None = None
+        self._probe: asyncio.Future[bytes] | None = None
         self._fps = _FpsMeter()
         self._last_fanout_mono = -math.inf
-        # Who keeps the upstream open.
+        # The broadcaster of the current upstream, and its predecessors' sums.
+        self._bc: fanout.MjpegBroadcaster | None = None
+        self._retired = DeliveryTotals()
+        # Who watches, and what holds the upstream open besides them.
         self._viewer_tasks: set[asyncio.Task[Any]] = set()
         self._holds: dict[str, float] = {}
         """Why the upstream is held open: reason -> monotonic deadline."""
-        self._hold_wake = asyncio.Event()
-        self._hold_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._ever_connected = False
         self.failure: SourceError | None = None
         """The permanent error that stopped the upstream, until it runs again."""
         self._pump: asyncio.Task[Any] | None = None
         self._restart_requested = False
 
-    # --- snapshot and listeners ------------------------------------------------
+    # --- state and listeners ----------------------------------------------------
 
     @property
     def snapshot(self) -> StreamSnapshot:
-        """Return the current snapshot."""
-        return self._snapshot
+        """Sample the stream now (cheap; nothing is kept per frame)."""
+        streaming = self._state in (StreamState.STREAMING, StreamState.STALLED)
+        fps = round(self._fps.fps(time.monotonic()), 1) if streaming else 0.0
+        if self._state is StreamState.STALLED:
+            fps = 0.0
+        delivery = self.delivery
+        bad = self.source.stats.dropped
+        return StreamSnapshot(
+            state=self._state,
+            viewers=len(self._viewer_tasks),
+            fps=fps,
+            last_frame_at=self._latest_wall,
+            frames=self.frames,
+            frames_dropped=bad + delivery.dropped,
+            bad_frames=bad,
+            viewer_drops=delivery.dropped,
+            frames_skipped=self.frames_skipped,
+            reconnects=self.reconnects,
+            upstream_starts=self.upstream_starts,
+            last_error=self.source.stats.last_error,
+        )
+
+    @property
+    def delivery(self) -> DeliveryTotals:
+        """Return the fan-out counters over this stream's whole life."""
+        totals = DeliveryTotals(self._retired.delivered, self._retired.dropped)
+        if self._bc is not None:
+            totals.add(self._bc.stats)
+        return totals
+
+    @property
+    def broadcaster(self) -> fanout.MjpegBroadcaster | None:
+        """Return the broadcaster of the current (or last) upstream."""
+        return self._bc
 
     @property
     def state(self) -> StreamState:
         """Return the current stream state."""
-        return self._snapshot.state
+        return self._state
 
     @property
     def viewers(self) -> int:
@@ -201,7 +272,11 @@ class PrintCamStream(SourceEvents):
         return bc is not None and bc.running and not bc.stopped
 
     def add_listener(self, listener: SnapshotListener) -> Callable[[], None]:
-        """Call `listener(snapshot)` on every change; return a remover."""
+        """Call `listener(snapshot)` on every transition; return a remover.
+
+        Transitions: the state, the viewer count, a connection failure, a
+        restart. Never per frame.
+        """
         self._listeners.append(listener)
 
         def remove() -> None:
@@ -210,11 +285,10 @@ class PrintCamStream(SourceEvents):
 
         return remove
 
-    def _publish(self, **changes: Any) -> None:
-        snapshot = replace(self._snapshot, **changes)
-        if snapshot == self._snapshot:
+    def _notify(self) -> None:
+        if not self._listeners:
             return
-        self._snapshot = snapshot
+        snapshot = self.snapshot
         for listener in list(self._listeners):
             try:
                 listener(snapshot)
@@ -222,21 +296,16 @@ class PrintCamStream(SourceEvents):
                 _LOGGER.exception("%s: stream listener failed", self.key)
 
     def _set_state(self, state: StreamState) -> None:
-        if state is not self._snapshot.state:
-            _LOGGER.debug("%s: %s -> %s", self.key, self._snapshot.state, state)
-            self._publish(state=state)
-
-    def _stats_changes(self) -> dict[str, Any]:
-        return {
-            "frames_dropped": self.source.stats.dropped,
-            "last_error": self.source.stats.last_error,
-        }
+        if state is not self._state:
+            _LOGGER.debug("%s: %s -> %s", self.key, self._state, state)
+            self._state = state
+            self._notify()
 
     # --- SourceEvents: the source tells us what it does -----------------------
 
     def on_connecting(self, attempt: int) -> None:
         """Show connecting on a first attempt; keep a retry state on retries."""
-        if attempt > 1 or self._snapshot.state in (
+        if attempt > 1 or self._state in (
             StreamState.RECONNECTING,
             StreamState.UNREACHABLE,
         ):
@@ -246,32 +315,38 @@ class PrintCamStream(SourceEvents):
     def on_connected(self) -> None:
         """Count a reconnect; streaming itself starts with the first frame."""
         self.failure = None
-        if self._ever_connected:
-            self._publish(reconnects=self._snapshot.reconnects + 1)
-        self._ever_connected = True
-
-    def on_frame_dropped(self, count: int, reason: str) -> None:
-        """Bad frames were dropped by the source."""
-        self._publish(**self._stats_changes())
+        if self._session_connected:
+            self.reconnects += 1
+        self._session_connected = True
 
     def on_disconnected(
         self, error: SourceError | None, retry_in: float | None
     ) -> None:
-        """Publish why the connection ended (`retry_in` None: giving up)."""
+        """Record why the connection ended (`retry_in` None: giving up)."""
         self._fps.clear()
-        if retry_in is None:
-            self.failure = error
+        probe = self._probe
+        conclusive = retry_in is None or error is None or error.conclusive
+        if probe is not None and not probe.done() and conclusive:
+            probe.set_exception(error or CannotConnect("the camera hung up"))
         if isinstance(error, InvalidAuth):
-            self._publish(state=StreamState.AUTH_FAILED, **self._stats_changes())
-            return
-        # A printer that answered before and dropped is reconnecting; one
-        # that never answered (or stopped answering) is unreachable.
-        was_connected = self._snapshot.state in (
-            StreamState.STREAMING,
-            StreamState.STALLED,
-        )
-        state = StreamState.RECONNECTING if was_connected else StreamState.UNREACHABLE
-        self._publish(state=state, fps=0.0, **self._stats_changes())
+            state = StreamState.AUTH_FAILED
+        elif self._state in (StreamState.STREAMING, StreamState.STALLED):
+            # A printer that answered before and dropped is reconnecting; one
+            # that never answered (or stopped answering) is unreachable.
+            state = StreamState.RECONNECTING
+        else:
+            state = StreamState.UNREACHABLE
+        if state is not self._state:
+            _LOGGER.debug("%s: %s -> %s", self.key, self._state, state)
+            self._state = state
+        if retry_in is None and error is not None:
+            self.failure = error
+            if self.on_failure is not None:
+                try:
+                    self.on_failure(error)
+                except Exception:
+                    _LOGGER.exception("%s: failure handler failed", self.key)
+        self._notify()  # a failure is a transition even in the same state
 
     # --- frames ------------------------------------------------------------------
 
@@ -280,28 +355,21 @@ class PrintCamStream(SourceEvents):
         now = time.monotonic()
         self.latest_jpeg = jpeg
         self._latest_mono = now
+        self._latest_wall = time.time()
+        self.frames += 1
         self._fps.add(now)
         waiter = self._next_frame
         if waiter is not None:
             self._next_frame = None
             if not waiter.done():
                 waiter.set_result(jpeg)
-        snap = self._snapshot
-        changes: dict[str, Any] = {
-            "frames": snap.frames + 1,
-            "last_frame_at": time.time(),
-        }
-        if snap.state is not StreamState.STREAMING:
-            changes["state"] = StreamState.STREAMING
-            changes.update(self._stats_changes())
-        changes["fps"] = round(self._fps.fps(now), 1)
+        if self._state is not StreamState.STREAMING:
+            self._set_state(StreamState.STREAMING)
         max_fps = self.options.max_fps
         if max_fps > 0 and now - self._last_fanout_mono < 0.95 / max_fps:
-            changes["frames_skipped"] = snap.frames_skipped + 1
-            self._publish(**changes)
+            self.frames_skipped += 1
             return None
         self._last_fanout_mono = now
-        self._publish(**changes)
         return encode_part(jpeg)
 
     @property
@@ -323,7 +391,8 @@ class PrintCamStream(SourceEvents):
         loop reconnects while viewers stay subscribed.
         """
         self._pump = asyncio.current_task()
-        self._publish(upstream_starts=self._snapshot.upstream_starts + 1)
+        self.upstream_starts += 1
+        self._session_connected = False
         self._watchdog = asyncio.get_running_loop().create_task(
             self._watch_stall(), name=f"printcam watchdog {self.key}"
         )
@@ -355,7 +424,6 @@ class PrintCamStream(SourceEvents):
                 self._set_state(StreamState.IDLE)
             # else: auth_failed / unreachable stays shown until a new
             # upstream gets frames (credentials or certificate fixed).
-            self._publish(fps=0.0)
 
     def _take_back_restart(self) -> bool:
         """Return True if the cancellation came from a restart alone."""
@@ -371,10 +439,10 @@ class PrintCamStream(SourceEvents):
         """Mark the stream stalled when frames stop on an open connection."""
         while True:
             await asyncio.sleep(WATCHDOG_PERIOD_S)
-            if self._snapshot.state is not StreamState.STREAMING:
+            if self._state is not StreamState.STREAMING:
                 continue
             if time.monotonic() - self._latest_mono > self._stall_threshold():
-                self._publish(state=StreamState.STALLED, fps=0.0)
+                self._set_state(StreamState.STALLED)
 
     def restart(self) -> bool:
         """Close the upstream connection and open a new one, keeping viewers.
@@ -386,47 +454,26 @@ class PrintCamStream(SourceEvents):
             return task is not None and not task.done()
         self._restart_requested = True
         task.cancel()
+        self._notify()
         return True
 
-    # --- subscribers ---------------------------------------------------------------
+    # --- the broadcaster and its deadline -----------------------------------
 
-    async def _subscribe(self) -> tuple[fanout.MjpegBroadcaster, asyncio.Queue[bytes]]:
-        """Subscribe to the live broadcaster, replacing a stopped one."""
-        while True:
-            if self._closed:
-                raise RuntimeError("stream closed")
-            bc = await fanout.get_or_create_broadcaster(
-                self.key, self._upstream, grace_seconds=0
-            )
-            try:
-                return bc, await bc.subscribe()
-            except RuntimeError:
-                await asyncio.sleep(0)
+    def _broadcaster(self) -> fanout.MjpegBroadcaster:
+        """Return the live broadcaster, replacing a stopped one."""
+        if self._closed:
+            raise RuntimeError("stream closed")
+        bc = fanout.live_broadcaster(
+            self.key, self._upstream, grace_seconds=self.options.idle_grace_s
+        )
+        if bc is not self._bc:
+            if self._bc is not None:
+                self._retired.add(self._bc.stats)
+            self._bc = bc
+        return bc
 
-    async def iter_viewer(
-        self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
-    ) -> AsyncGenerator[bytes]:
-        """Yield multipart parts for one live viewer until it or we stop."""
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - always called from a task
-            raise RuntimeError("iter_viewer must run in a task")
-        bc, queue = await self._subscribe()
-        self._viewer_tasks.add(task)
-        self._publish(viewers=len(self._viewer_tasks))
-        try:
-            async for chunk in fanout.iter_subscriber(bc, queue, is_disconnected):
-                yield chunk
-        finally:
-            self._viewer_tasks.discard(task)
-            self._publish(viewers=len(self._viewer_tasks))
-            if not self._viewer_tasks and not self._closed:
-                self._hold_for("grace", self.options.idle_grace_s)
-
-    # --- the hold ------------------------------------------------------------------------
-
-    @property
-    def _hold_until(self) -> float:
-        """Return when the hold ends (monotonic; inf while kept warm)."""
+    def _hold_deadline(self) -> float:
+        """Return until when holds keep the upstream (monotonic; inf: warm)."""
         if self._closed:
             return 0.0
         if self.options.keep_warm:
@@ -434,74 +481,98 @@ class PrintCamStream(SourceEvents):
         return max(self._holds.values(), default=0.0)
 
     def _hold_for(self, reason: str, seconds: float) -> None:
-        """Hold the upstream open `seconds` from now for `reason`.
+        """Hold the upstream open `seconds` from now for `reason`, opening it.
 
         Replaces that reason's earlier deadline (it may get shorter); the
-        upstream stays open until the latest deadline of all reasons.
+        broadcaster closes at the latest deadline of all reasons, or when
+        the grace after the last viewer ends, whichever is later.
         """
         if self._closed:
             return
         self._holds[reason] = time.monotonic() + seconds
-        self._hold_wake.set()
-        self._ensure_hold_task()
+        self._broadcaster().hold_until(self._hold_deadline())
 
-    def _ensure_hold_task(self) -> None:
-        if self._hold_until <= time.monotonic():
-            return
-        if self._hold_task is None or self._hold_task.done():
-            self._hold_task = asyncio.get_running_loop().create_task(
-                self._hold(), name=f"printcam hold {self.key}"
-            )
-
-    async def _hold(self) -> None:
-        """Stay subscribed, discarding chunks, until the hold expires.
-
-        Ends early when the upstream itself ends (the broadcaster stopped).
-        """
-        try:
-            bc, queue = await self._subscribe()
-        except RuntimeError:  # closed meanwhile
-            return
-        loop = asyncio.get_running_loop()
-        reader = loop.create_task(self._drain(queue))
-        try:
-            while not reader.done():
-                remaining = self._hold_until - time.monotonic()
-                if remaining <= 0:
-                    return
-                self._hold_wake.clear()
-                waker = loop.create_task(self._hold_wake.wait())
-                await asyncio.wait(
-                    {reader, waker},
-                    timeout=None if math.isinf(remaining) else remaining,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                waker.cancel()
-        finally:
-            reader.cancel()
-            await bc.unsubscribe(queue)
-
-    @staticmethod
-    async def _drain(queue: asyncio.Queue[bytes]) -> None:
-        # The sentinel is part of the broadcaster's contract.
-        while await queue.get() != fanout._UPSTREAM_GONE:  # noqa: SLF001
-            pass
+    def _apply_hold(self) -> None:
+        """Tell the live broadcaster (if any) the current hold deadline."""
+        bc = self._bc
+        if bc is not None and not bc.stopped:
+            bc.hold_until(self._hold_deadline())
 
     def apply_options(self, options: StreamOptions) -> None:
         """Apply new options live (no reconnect needed)."""
         was_warm = self.options.keep_warm
         self.options = options
+        bc = self._bc
+        if bc is not None and not bc.stopped:
+            bc.grace_seconds = options.idle_grace_s
         if was_warm and not options.keep_warm:
             # Fall back to the grace window from now; stills served while
             # warm do not hold it open any longer than that.
             self._holds.clear()
-            self._hold_for("grace", options.idle_grace_s)
+            self._holds["grace"] = time.monotonic() + options.idle_grace_s
+            self._apply_hold()
         elif options.keep_warm and not was_warm:
-            self._ensure_hold_task()
+            self.start_keep_warm()
 
     def start_keep_warm(self) -> None:
         """Open the upstream now if keep-warm is on (at setup)."""
-        self._ensure_hold_task()
+        if self.options.keep_warm and not self._closed:
+            self._broadcaster().hold_until(math.inf)
+
+    # --- viewers ---------------------------------------------------------------
+
+    async def async_watch(self, viewer: TransportViewer) -> None:
+        """Serve one live viewer, written to from the fan-out, until it ends.
+
+        Raises RuntimeError when the stream is closed.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always called from a task
+            raise RuntimeError("async_watch must run in a task")
+        bc = self._broadcaster()
+        bc.attach(viewer)
+        self._viewer_joined(task)
+        try:
+            await viewer.wait()
+        finally:
+            bc.detach(viewer)
+            self._viewer_left(task)
+
+    def _viewer_joined(self, task: asyncio.Task[Any]) -> None:
+        self._viewer_tasks.add(task)
+        self._notify()
+
+    def _viewer_left(self, task: asyncio.Task[Any]) -> None:
+        self._viewer_tasks.discard(task)
+        self._notify()
+
+    async def _subscribe(self) -> tuple[fanout.MjpegBroadcaster, asyncio.Queue[bytes]]:
+        """Subscribe a queue to the live broadcaster."""
+        while True:
+            bc = self._broadcaster()
+            try:
+                return bc, await bc.subscribe()
+            except RuntimeError:  # stopped while we waited for its lock
+                await asyncio.sleep(0)
+
+    async def iter_viewer(
+        self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
+    ) -> AsyncGenerator[bytes]:
+        """Yield multipart parts for one queued consumer until it or we stop.
+
+        For consumers that need to await between parts (a recorder, a
+        test); HTTP viewers use `async_watch`.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always called from a task
+            raise RuntimeError("iter_viewer must run in a task")
+        bc, queue = await self._subscribe()
+        self._viewer_joined(task)
+        try:
+            async for chunk in fanout.iter_subscriber(bc, queue, is_disconnected):
+                yield chunk
+        finally:
+            self._viewer_left(task)
 
     # --- stills ----------------------------------------------------------------------------
 
@@ -537,9 +608,7 @@ class PrintCamStream(SourceEvents):
                 _LOGGER.debug(
                     "%s: still URL failed (%s); using the stream", self.key, err
                 )
-        if self._next_frame is None or self._next_frame.done():
-            self._next_frame = asyncio.get_running_loop().create_future()
-        waiter = self._next_frame
+        waiter = self._frame_waiter()
         # Keep the upstream open at least while this still waits.
         self._hold_for("still", max(self.options.still_hold_s, timeout))
         try:
@@ -551,25 +620,57 @@ class PrintCamStream(SourceEvents):
         self._hold_for("still", self.options.still_hold_s)
         return jpeg
 
+    def _frame_waiter(self) -> asyncio.Future[bytes]:
+        """Return the future the next frame resolves, shared by every waiter."""
+        if self._next_frame is None or self._next_frame.done():
+            self._next_frame = asyncio.get_running_loop().create_future()
+        return self._next_frame
+
+    async def async_probe(self, timeout: float) -> bytes:  # noqa: ASYNC109
+        """Open the upstream and wait for its first frame (the startup probe).
+
+        The connection stays open afterwards as a still would hold it
+        (`still_hold_s`), so the first viewer or still reuses it. Raises the
+        source's error when the printer refuses or fails (a one-off early
+        close that only a second attempt explains is waited through), and
+        `SourceTimeout` when no frame comes within `timeout`.
+        """
+        probe = self._probe = asyncio.get_running_loop().create_future()
+        waiter = self._frame_waiter()
+        self._hold_for("still", max(self.options.still_hold_s, timeout))
+        try:
+            async with asyncio.timeout(timeout):
+                done, _ = await asyncio.wait(
+                    {probe, waiter}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if probe in done:
+                    probe.result()  # raises the source's error
+                jpeg = waiter.result()
+        except TimeoutError as err:
+            raise SourceTimeout(f"no frame within {timeout:g} s") from err
+        finally:
+            self._probe = None
+            if not probe.done():
+                probe.cancel()
+        self._hold_for("still", self.options.still_hold_s)
+        return jpeg
+
     async def async_stop_upstream(self) -> None:
         """Close the upstream now (viewers end); the next one reopens it."""
         self._holds.clear()
-        self._hold_wake.set()
         await fanout.shutdown_broadcaster(self.key)
 
     # --- shutdown -----------------------------------------------------------------------------
 
     async def async_close(self) -> None:
-        """Close every viewer, the hold and the upstream (idempotent)."""
+        """Close every viewer, the holds and the upstream (idempotent)."""
         self._closed = True
-        self._hold_wake.set()
-        if self._next_frame is not None and not self._next_frame.done():
-            self._next_frame.cancel()
+        self._holds.clear()
+        for future in (self._next_frame, self._probe):
+            if future is not None and not future.done():
+                future.cancel()
         await fanout.shutdown_broadcaster(self.key)
-        tasks = [t for t in (self._hold_task,) if t is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=1.0)
-        # Viewers got the sentinel; one stuck writing to a slow client is
+        # Viewers were ended; one stuck writing to a slow client is
         # cancelled so unload finishes within a second.
         viewers = set(self._viewer_tasks)
         if viewers:
@@ -577,3 +678,4 @@ class PrintCamStream(SourceEvents):
             for task in pending:
                 task.cancel()
         self._listeners.clear()
+        self.on_failure = None

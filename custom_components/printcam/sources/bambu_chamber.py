@@ -242,6 +242,8 @@ async def fetch_certificate(
 class _ClosedBeforeFrame(CannotConnect):
     """The printer closed the connection right after the login, before a frame."""
 
+    conclusive = False  # a second close in a row is InvalidAuth
+
 
 class _HungUp(Exception):
     """The printer closed or reset the connection at a frame boundary."""

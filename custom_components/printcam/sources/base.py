@@ -37,6 +37,10 @@ class SourceError(Exception):
 
     reason = "cannot_connect"
     permanent = False
+    conclusive = True
+    """False when one more attempt is needed to know what went wrong (a
+    Bambu printer closing right after the login once): a startup probe
+    keeps waiting through it."""
 
 
 class CannotConnect(SourceError):
@@ -99,6 +103,8 @@ class SourceStats:
     """Successful connections."""
     attempts: int = 0
     """Connection attempts, successful or not."""
+    failures: int = 0
+    """Connections that failed or ended with an error."""
     frames: int = 0
     """Frames delivered."""
     dropped: int = 0
@@ -199,6 +205,7 @@ class FrameSource(ABC):
         raise CannotConnect("the camera closed the connection before a frame")
 
     def _note_error(self, err: SourceError) -> None:
+        self.stats.failures += 1
         self.stats.last_error = f"{err.reason}: {err}"
 
     async def frames(self, disconnect: asyncio.Event) -> AsyncGenerator[bytes]:
