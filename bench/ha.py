@@ -514,11 +514,11 @@ async def bench(args: argparse.Namespace, procs: Processes, viewers: Viewers) ->
     integration = args.integration
     if args.rev is not None:
         integration = checkout(args.rev, root.root / "checkout")
-    manifest = integration / "manifest.json"
-    if (
-        not manifest.is_file()
-        or json.loads(manifest.read_text())["domain"] != "printcam"
-    ):
+    try:
+        domain = json.loads((integration / "manifest.json").read_text())["domain"]
+    except (OSError, ValueError, KeyError):
+        domain = None
+    if domain != "printcam":
         raise BenchError(f"{integration} is not the PrintCam integration")
     source = describe_integration(integration, args.rev)
     step(f"Measuring PrintCam from {source}")
@@ -592,13 +592,14 @@ async def amain(args: argparse.Namespace) -> int:
         code = 130 if interrupted else 1
     except (BenchError, DemoError, OSError, aiohttp.ClientError) as err:
         print(f"ERROR: {err}", file=sys.stderr, flush=True)
-        if not args.keep:
+        if procs.children and not args.keep:
             print("       (--keep keeps the logs)", file=sys.stderr, flush=True)
         code = 1
     finally:
         viewers.stop()
-        step("Stopping Home Assistant, the floor and the cameras")
-        await asyncio.shield(asyncio.to_thread(procs.stop_all))
+        if procs.children:
+            step("Stopping Home Assistant, the floor and the cameras")
+            await asyncio.shield(asyncio.to_thread(procs.stop_all))
         if args.keep:
             print(f"    kept {tmp}")
         else:

@@ -223,7 +223,12 @@ def _rows(row: dict[str, Result]) -> list[tuple[str, list[str]]]:
                 lambda r: f"{r['late_upstream_requests']} / {r['still_upstream_requests']}"
             ),
         ),
-        ("RSS (MB)", cells(lambda r: _fmt(r["rss_mb"], 0))),
+        (
+            "RSS at the end of the window, MB (growth during the run)",
+            cells(
+                lambda r: f"{_fmt(r['rss_mb'], 0)} ({r.get('rss_growth_mb', 0):+.1f})"
+            ),
+        ),
         (
             "frames delivered per viewer per s",
             cells(lambda r: _fmt(r["fps_per_viewer"])),
@@ -381,8 +386,11 @@ METHOD: Final = [
     " requires that no new stream or snapshot request reached the camera"
     " while the stream was warm.",
     "- **RSS**: the measured process's resident memory at the end of the"
-    " window. Both Home Assistant systems live in the same process (both"
-    " integrations loaded throughout).",
+    " window, and how much it grew since before the viewers connected. Both"
+    " Home Assistant systems live in the same process (both integrations"
+    " loaded throughout, runs in the order floor, mjpeg, PrintCam for each"
+    " N), and Python keeps memory it once used: a run may reuse what an"
+    " earlier run grew, so growth is a hint, not an exact cost.",
     "- The viewer client shares the machine: its own CPU share is in the"
     " tables. Between Home Assistant runs the benchmark waits until the"
     " other system's camera has no stream open.",
@@ -435,7 +443,7 @@ def write_plot(path: Path, results: Sequence[Result], title: str) -> None:
     cpu_ax.set_title("CPU ms per 1000 delivered frames (lower is better)")
     lat_ax.set_title("frame latency ms: p99 (solid), p50 (dotted)")
     up_ax.set_title("upstream connections to the camera")
-    rss_ax.set_title("Home Assistant RSS (MB)")
+    rss_ax.set_title("Home Assistant RSS (MB; one process serves both)")
     for ax in axes.flat:
         ax.set_xlabel("viewers (N)")
         ax.set_xscale("log")

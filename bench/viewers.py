@@ -18,7 +18,8 @@ camera's ``/status`` URL. The run:
    leaves; ``stills`` times, a still image is fetched over a kept-alive
    connection (warm still time); the camera's stream and snapshot request
    counters are read before and after each phase;
-4. reads the measured process's memory and closes every viewer.
+4. reads the measured process's memory (and how much it grew since before
+   the viewers connected) and closes every viewer.
 
 Raw sockets (asyncio protocols) and `bench.multipart` keep the viewers'
 own cost low; the JSON includes this process's CPU share so a saturated
@@ -315,6 +316,7 @@ async def run(config: RunConfig) -> dict[str, Any]:
     viewers: list[Viewer] = []
     async with aiohttp.ClientSession() as status_session:
         camera = _Camera(status_session, config.status_url)
+        rss_before = proc_memory_kb(config.pid).get("VmRSS", 0)
         try:
             viewers = list(
                 await asyncio.gather(
@@ -345,6 +347,7 @@ async def run(config: RunConfig) -> dict[str, Any]:
                 raise RunError(f"unparsable stream: {shared.parse_errors[0]}")
             memory = proc_memory_kb(config.pid)
             result["rss_mb"] = memory.get("VmRSS", 0) / 1024
+            result["rss_growth_mb"] = (memory.get("VmRSS", 0) - rss_before) / 1024
             result["hwm_mb"] = memory.get("VmHWM", 0) / 1024
             result["upstream_streams"] = camera.window_streams
             result["upstream_streams_max"] = camera.max_streams

@@ -434,6 +434,7 @@ def result(system: str, n: int, **overrides: Any) -> dict[str, Any]:
         "late_upstream_requests": 20 if system == "mjpeg" else 0,
         "still_upstream_requests": 30 if system == "mjpeg" else 0,
         "rss_mb": 180.0,
+        "rss_growth_mb": 1.5,
         "client_cpu_pct": 5.0,
     }
     base.update(overrides)
@@ -511,6 +512,7 @@ def test_write_markdown_and_plot(tmp_path: Path) -> None:
         "| upstream connections (camera streams while N watch) | 1 | 50 | 1 |" in text
     )
     assert "noisy" in text
+    assert "| 180 (+1.5) | 180 (+1.5) | 180 (+1.5) |" in text
     report.write_plot(tmp_path / "b.png", all_results(), "title")
     with Image.open(tmp_path / "b.png") as image:
         assert image.format == "PNG"
