@@ -579,3 +579,28 @@ async def test_diagnostics_redact_the_access_code(
     await viewer.close()
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert CODE not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "mode", "state", "reason"),
+    [
+        ({"serial": "01P00A999999999"}, None, "SETUP_ERROR", "another"),
+        ({}, "refuse", "SETUP_RETRY", "camera"),
+    ],
+    ids=["invalid_serial", "camera_port_closed"],
+)
+async def test_setup_errors_of_the_probe(
+    hass: HomeAssistant,
+    bambu: BambuPrinter,
+    changes: dict[str, Any],
+    mode: str | None,
+    state: str,
+    reason: str,
+) -> None:
+    """The probe is the stream's first connection; its errors still map."""
+    if mode is not None:
+        bambu.set_mode(mode)
+    entry = await setup_entry(hass, bambu_entry(bambu, **changes))
+    assert entry.state is ConfigEntryState[state]
+    assert reason in (entry.reason or "").lower()
+    assert bambu.auth_ok + bambu.auth_failures == 0  # no access code was sent

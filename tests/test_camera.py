@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from unittest.mock import Mock
 
+from aiohttp.test_utils import make_mocked_request
+from homeassistant.components.camera import DATA_COMPONENT as CAMERA_COMPONENT
 from homeassistant.core import HomeAssistant
+import pytest
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.printcam import viewer as viewer_module
 from custom_components.printcam.sources.base import Backoff
-from printer_sim.jpeg import solid_jpeg
+from custom_components.printcam.stream import StreamState
+from printer_sim.jpeg import solid_jpeg, with_comment
 from printer_sim.mjpeg_server import MjpegPrinter
 
 from .conftest import Viewer, make_entry, setup_entry, until
@@ -29,15 +36,15 @@ async def _open_viewer(client, path: str = STREAM) -> Viewer:
 async def test_three_viewers_share_one_connection(
     hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
 ) -> None:
-    entry = await setup_entry(hass, make_entry(printer.url))
-    # Setup probed the camera once and closed that connection.
-    await until(lambda: printer.open_connections == 0)
-    before = printer.stream_requests
+    entry = await setup_entry(hass, make_entry(printer.url), keep_probe=True)
+    # Setup's probe connection is the stream's first: viewers arriving right
+    # after startup (a dashboard left open) join it, no second connection.
+    assert printer.open_connections == 1
     client = await hass_client()
     viewers = [await _open_viewer(client) for _ in range(3)]
     for viewer in viewers:
         await viewer.wait_frames(10)
-    assert printer.stream_requests - before == 1
+    assert printer.stream_requests == 1
     assert printer.max_open_connections == 1
     sent = printer.frames_sent
     for viewer in viewers:
@@ -52,13 +59,37 @@ async def test_three_viewers_share_one_connection(
     await late.wait_frames(1, timeout=1.0)
     assert time.monotonic() - started < 0.5
     assert late.frames[0] in sent
-    assert printer.stream_requests - before == 1
+    assert printer.stream_requests == 1
     printer.resume()
 
     for viewer in [*viewers, late]:
         await viewer.close()
     await hass.config_entries.async_unload(entry.entry_id)
     await until(lambda: printer.open_connections == 0, timeout=2.0)
+
+
+async def test_the_probe_connection_is_held_like_a_still_then_closed(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
+) -> None:
+    entry = await setup_entry(
+        hass,
+        make_entry(printer.url, options={"still_hold_s": 1, "idle_grace_s": 0}),
+        keep_probe=True,
+    )
+    set_up = time.monotonic()
+    assert printer.open_connections == 1
+    # A still right after startup is the probe's frame or a newer one: no
+    # new connection.
+    client = await hass_client()
+    response = await client.get(STILL)
+    assert response.status == 200
+    assert await response.read() in printer.frames_sent
+    assert printer.total_connections == 1
+    # Nobody watches: it closes when the hold ends.
+    await until(lambda: printer.open_connections == 0, timeout=5)
+    assert time.monotonic() - set_up >= 0.9
+    assert entry.runtime_data.stream.state is StreamState.IDLE
+    await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_stills_while_streaming_open_no_connection(
@@ -251,4 +282,121 @@ async def test_still_url_used_while_idle(
     assert (await response.read()).startswith(b"\xff\xd8")
     assert printer.still_requests == 1
     assert printer.stream_requests == streams
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def _sleeping_phone(client, token: str) -> socket.socket:
+    """Open the stream like a phone that went to sleep: it never reads.
+
+    A tiny receive buffer, so the server's side fills up quickly.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    url = client.make_url(STREAM)
+    await loop.sock_connect(sock, (url.host, url.port))
+    request = (
+        f"GET {STREAM} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    return sock
+
+
+async def test_viewers_that_never_read_skip_frames_and_are_ended(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    hass_access_token: str,
+    socket_enabled: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """5 viewers that never read beside 3 readers, 200 kB frames at 25 fps.
+
+    The readers get every frame on time; the sleepers cost at most the
+    buffer bound each, skip frames (counted), are ended once they made no
+    progress for the stall timeout, and do not hold the printer connected.
+    """
+    monkeypatch.setattr(viewer_module, "STALL_TIMEOUT", 1.5)
+    monkeypatch.setattr(viewer_module, "CHECK_PERIOD", 0.2)
+    padding = b"x" * 50_000
+    big = solid_jpeg(64, 48)
+    for _ in range(4):
+        big = with_comment(big, padding)
+    printer = MjpegPrinter(frames=[big], fps=25, record_frames=False)
+    await printer.start()
+    sleepers: list[socket.socket] = []
+    try:
+        entry = await setup_entry(
+            hass, make_entry(printer.url, options={"idle_grace_s": 0.5})
+        )
+        stream = entry.runtime_data.stream
+        client = await hass_client()
+        readers = [await _open_viewer(client) for _ in range(3)]
+        sleepers = [await _sleeping_phone(client, hass_access_token) for _ in range(5)]
+        await until(lambda: stream.viewers == 8)
+        joined = time.monotonic()
+        peak_buffered = 0
+        counts = [len(r.frames) for r in readers]
+
+        def sample() -> bool:
+            nonlocal peak_buffered
+            bc = stream.broadcaster
+            sinks = bc.sinks if bc is not None else ()
+            peak_buffered = max(
+                [peak_buffered] + [s.transport.get_write_buffer_size() for s in sinks]  # type: ignore[attr-defined]
+            )
+            return stream.viewers == 3
+
+        await until(sample, timeout=20)
+        ended_after = time.monotonic() - joined
+        # Each sleeper held at most the bound plus the frame that crossed it.
+        assert peak_buffered <= viewer_module.MAX_BUFFER + len(big) + 1024
+        # Ended: filling the socket, then 1.5 s without progress.
+        assert ended_after < 15, ended_after
+        # The readers kept streaming all along, and still do.
+        for reader, count in zip(readers, counts, strict=True):
+            await reader.wait_frames(count + 10)
+            assert not reader.ended
+        snapshot = stream.snapshot
+        assert snapshot.viewer_drops > 0
+        assert snapshot.frames_dropped >= snapshot.viewer_drops
+        assert printer.max_open_connections == 1
+        # The sleepers do not hold the printer: readers leave, it closes.
+        for reader in readers:
+            await reader.close()
+        await until(lambda: printer.open_connections == 0, timeout=5)
+        await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        for sock in sleepers:
+            sock.close()
+        await printer.close()
+
+
+async def test_a_viewer_of_a_closed_stream_gets_an_empty_response(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
+) -> None:
+    """Home Assistant stopping closes the stream before the entities go."""
+    entry = await setup_entry(hass, make_entry(printer.url))
+    await entry.runtime_data.stream.async_close()
+    client = await hass_client()
+    response = await client.get(STREAM)
+    assert response.status == 200
+    assert await asyncio.wait_for(response.read(), 5) == b""
+    assert printer.open_connections == 0
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_viewer_gone_before_the_first_write_is_not_attached(
+    hass: HomeAssistant, printer: MjpegPrinter
+) -> None:
+    entry = await setup_entry(hass, make_entry(printer.url))
+    camera = hass.data[CAMERA_COMPONENT].get_entity(ENTITY)
+    transport = Mock()
+    transport.is_closing.return_value = True
+    request = make_mocked_request("GET", STREAM, transport=transport)
+    response = await camera.handle_async_mjpeg_stream(request)
+    assert response is not None
+    assert entry.runtime_data.stream.viewers == 0
+    assert printer.open_connections == 0
     await hass.config_entries.async_unload(entry.entry_id)

@@ -356,3 +356,28 @@ def test_event_types_are_the_issue_s() -> None:
         "recovered",
         "failed",
     )
+
+
+async def test_samples_while_stalled_write_nothing(
+    hass: HomeAssistant, printer: MjpegPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counters that do not move are sampled, not written."""
+    monkeypatch.setattr(coordinator_module, "PUBLISH_INTERVAL", 0.1)
+    entry = await setup_entry(
+        hass, make_entry(printer.url, options={"keep_warm": True, "stall_s": 0.5})
+    )
+    coordinator = entry.runtime_data.coordinator
+    await until(lambda: _state(hass, STREAM_STATE) == "streaming")
+    printer.pause()
+    await until(lambda: _state(hass, STREAM_STATE) == "stalled")
+    await until(lambda: coordinator._unsub_sample is not None)
+    rec = Recorder(hass, {STREAM_STATE, "sensor.printer_last_frame"})
+    samples = coordinator.snapshots_seen
+    await asyncio.sleep(0.5)  # several sample periods
+    rec.stop()
+    assert coordinator._unsub_sample is not None  # still sampling
+    assert coordinator.snapshots_seen == samples  # no transition either
+    assert not any(rec.writes.values()), rec.writes
+    printer.resume()
+    await until(lambda: _state(hass, STREAM_STATE) == "streaming")
+    assert await hass.config_entries.async_unload(entry.entry_id)

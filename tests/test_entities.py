@@ -30,8 +30,13 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.matchers import path_type
 
+from custom_components.printcam import (
+    diagnostics as diagnostics_module,
+    sensor as sensor_module,
+)
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.startup import PLATFORMS
+from custom_components.printcam.stream import StreamSnapshot
 from printer_sim.mjpeg_server import MjpegPrinter
 
 from .conftest import Viewer, make_entry, setup_entry, until
@@ -343,3 +348,8 @@ async def test_401_while_streaming_is_auth_failed_and_starts_reauth(
     await until(lambda: viewer.ended)
     await viewer.close()
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_last_frame_is_unknown_before_any_frame() -> None:
+    assert sensor_module._last_frame(StreamSnapshot()) is None
+    assert diagnostics_module._timestamp(None) is None

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 import contextlib
 import logging
+import math
 import random
 import time
 from typing import Any
@@ -688,3 +689,174 @@ async def test_plain_async_iterator_without_aclose() -> None:
     bc = MjpegBroadcaster("printer", lambda disconnect: Numbers())
     queue = await bc.subscribe()
     assert await asyncio.wait_for(collect(bc, queue), WAIT) == [b"1", b"2", b"3"]
+
+
+# --- sinks: direct writes from the fan-out loop ---------------------------------
+
+
+class FakeSink:
+    """A sink recording what it was handed; `mode` decides what it answers."""
+
+    def __init__(self, mode: int = fanout.DELIVERED) -> None:
+        self.mode = mode
+        self.got: list[bytes] = []
+        self.ended = 0
+
+    def deliver(self, chunk: bytes) -> int:
+        if self.mode == fanout.DELIVERED:
+            self.got.append(chunk)
+        return self.mode
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+async def test_sinks_get_each_chunk_in_the_loop_with_queues_alongside() -> None:
+    up = RecordingUpstream()
+    bc = MjpegBroadcaster("printer", up)
+    sinks = [FakeSink() for _ in range(3)]
+    for sink in sinks:
+        bc.attach(sink)
+    queue = await bc.subscribe()
+    assert bc.subscriber_count == 4
+    for i in range(5):
+        up.feed.put_nowait(b"c%d" % i)
+        await until(lambda i=i: bc.stats.chunks_in == i + 1)
+        # Handed over synchronously: no task had to run for the sinks.
+        assert all(sink.got[-1] == b"c%d" % i for sink in sinks)
+    assert [queue.get_nowait() for _ in range(queue.qsize())][-1] == b"c4"
+    assert bc.stats.chunks_delivered == 5 * 4
+    await bc.force_shutdown()
+    assert [sink.ended for sink in sinks] == [1, 1, 1]
+    assert bc.subscriber_count == 1  # the queue is told by its sentinel
+    assert up.calls == 1
+
+
+async def test_sink_joining_late_gets_the_latest_chunk_at_once() -> None:
+    up = RecordingUpstream()
+    bc = MjpegBroadcaster("printer", up)
+    first = FakeSink()
+    bc.attach(first)
+    up.feed.put_nowait(b"frame")
+    await until(lambda: first.got == [b"frame"])
+    late = FakeSink()
+    bc.attach(late)
+    assert late.got == [b"frame"]
+    await bc.force_shutdown()
+
+
+async def test_slow_sinks_are_counted_and_finished_ones_detached() -> None:
+    up = RecordingUpstream()
+    bc = MjpegBroadcaster("printer", up)
+    good, slow, gone = FakeSink(), FakeSink(fanout.SKIPPED), FakeSink(fanout.GONE)
+    for sink in (good, slow, gone):
+        bc.attach(sink)
+    up.feed.put_nowait(b"one")
+    await until(lambda: bc.stats.chunks_in == 1)
+    assert bc.sinks == (good, slow)
+    up.feed.put_nowait(b"two")
+    await until(lambda: bc.stats.chunks_in == 2)
+    assert good.got == [b"one", b"two"]
+    assert bc.stats.chunks_dropped == 2  # the slow sink, twice
+    assert bc.stats.chunks_delivered == 2
+    # A late joiner that is already gone is detached at once as well; one
+    # that cannot take the latest chunk yet is counted and stays.
+    bc.attach(FakeSink(fanout.GONE))
+    assert bc.sinks == (good, slow)
+    late_slow = FakeSink(fanout.SKIPPED)
+    bc.attach(late_slow)
+    assert bc.sinks == (good, slow, late_slow)
+    assert bc.stats.chunks_dropped == 3
+    await bc.force_shutdown()
+
+
+async def test_a_sink_failing_to_end_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(FakeSink):
+        def end(self) -> None:
+            raise RuntimeError("boom")
+
+    bc = MjpegBroadcaster("printer", RecordingUpstream())
+    broken, fine = Broken(), FakeSink()
+    bc.attach(broken)
+    bc.attach(fine)
+    with caplog.at_level(logging.ERROR, logger=fanout.__name__):
+        await bc.force_shutdown()
+    assert fine.ended == 1
+    assert "ending a viewer failed" in caplog.text
+
+
+async def test_last_sink_leaving_starts_the_grace(fast_grace: None) -> None:
+    up = RecordingUpstream(interval=0.005)
+    bc = MjpegBroadcaster("printer", up)
+    sink = FakeSink()
+    bc.attach(sink)
+    await until(lambda: len(sink.got) >= 2)
+    left = time.monotonic()
+    assert bc.detach(sink) == 0
+    assert bc.detach(sink) == 0  # idempotent
+    await until(lambda: bc.stopped and up.closed_all)
+    closed_at = next(t for what, _, t in up.events if what == "close")
+    assert closed_at - left >= fanout._GRACE_SECONDS
+    with pytest.raises(RuntimeError, match="stopped"):
+        bc.attach(FakeSink())
+
+
+# --- one deadline: holds ------------------------------------------------------
+
+
+async def test_a_hold_opens_the_upstream_and_closes_it_at_its_deadline() -> None:
+    up = RecordingUpstream(interval=0.005)
+    bc = MjpegBroadcaster("printer", up, grace_seconds=0)
+    held = time.monotonic()
+    bc.hold_until(held + 0.2)
+    await until(lambda: up.open == 1)
+    assert bc.subscriber_count == 0  # nothing subscribed to keep it open
+    await until(lambda: bc.stopped and up.closed_all)
+    closed_at = next(t for what, _, t in up.events if what == "close")
+    assert closed_at - held >= 0.2
+    assert bc.latest is not None  # frames flowed for stills meanwhile
+    bc.hold_until(time.monotonic() + 10)  # ignored once stopped
+    assert up.calls == 1
+
+
+async def test_a_hold_extends_past_the_grace_and_can_be_shortened() -> None:
+    up = RecordingUpstream(interval=0.005)
+    bc = MjpegBroadcaster("printer", up, grace_seconds=0.05)
+    queue = await bc.subscribe()
+    bc.hold_until(math.inf)  # keep-warm
+    await bc.unsubscribe(queue)
+    assert bc.close_at == math.inf
+    await asyncio.sleep(0.15)  # well past the grace: held, still open
+    assert not bc.stopped
+    assert up.open == 1
+    shortened = time.monotonic()
+    bc.hold_until(shortened + 0.05)  # keep-warm off: grace from now
+    await until(lambda: bc.stopped and up.closed_all)
+    assert time.monotonic() - shortened >= 0.05
+    assert up.calls == 1
+
+
+async def test_a_subscriber_during_a_hold_keeps_it_open_past_the_deadline() -> None:
+    up = RecordingUpstream(interval=0.005)
+    bc = MjpegBroadcaster("printer", up, grace_seconds=0.05)
+    bc.hold_until(time.monotonic() + 0.05)
+    sink = FakeSink()
+    bc.attach(sink)
+    assert bc.close_at is None  # watched: no deadline applies
+    await asyncio.sleep(0.15)
+    assert not bc.stopped
+    bc.detach(sink)
+    await until(lambda: bc.stopped and up.closed_all)
+    assert up.calls == 1
+
+
+async def test_moving_a_hold_later_rearms_the_timer() -> None:
+    up = RecordingUpstream(interval=0.005)
+    bc = MjpegBroadcaster("printer", up, grace_seconds=0)
+    bc.hold_until(time.monotonic() + 0.05)
+    extended = time.monotonic()
+    bc.hold_until(extended + 0.2)  # before the first deadline, whatever the load
+    await until(lambda: bc.stopped and up.closed_all)
+    assert time.monotonic() - extended >= 0.2

@@ -14,6 +14,7 @@ from custom_components.printcam.sources import (
     FrameSource,
     InvalidAuth,
     SourceError,
+    SourceTimeout,
 )
 from custom_components.printcam.sources.base import Backoff
 from custom_components.printcam.stream import (
@@ -314,3 +315,57 @@ async def test_bad_frames_are_counted(
 def test_source_error_reasons() -> None:
     assert SourceError("x").reason == "cannot_connect"
     assert InvalidAuth("x").reason == "invalid_auth"
+
+
+async def test_permanent_failure_calls_the_handler_once_and_survives_its_bug(
+    stream: PrintCamStream, source: ScriptedSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    def handler(error: Exception) -> None:
+        seen.append(type(error).__name__)
+        raise ValueError("handler bug")
+
+    stream.on_failure = handler
+    task = asyncio.create_task(_viewer(stream, []))
+    source.feed.put_nowait(InvalidAuth("401"))
+    await asyncio.wait_for(task, 2)
+    assert seen == ["InvalidAuth"]
+    assert "failure handler failed" in caplog.text
+    assert stream.failure is not None
+
+
+async def test_a_still_waiting_when_the_stream_closes_returns(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    still = asyncio.create_task(stream.async_get_still())
+    await until(lambda: source.connects == 1)
+    await stream.async_close()
+    assert await asyncio.wait_for(still, 2) is None  # no frame ever came
+
+
+async def test_probe_waits_through_an_inconclusive_error(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    class Inconclusive(CannotConnect):
+        conclusive = False
+
+    probe = asyncio.create_task(stream.async_probe(5))
+    source.feed.put_nowait(Inconclusive("closed after the login"))
+    await until(lambda: source.connects == 2)  # retried, the probe still waits
+    assert not probe.done()
+    source.feed.put_nowait(numbered_jpeg(3))
+    assert await probe == numbered_jpeg(3)
+    assert stream.running  # the probe's connection stays, held like a still
+
+
+async def test_probe_fails_with_the_source_error_or_a_timeout(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    source.refuse = CannotConnect("refused")
+    with pytest.raises(CannotConnect, match="refused"):
+        await stream.async_probe(5)
+    source.refuse = None
+    await stream.async_stop_upstream()
+    with pytest.raises(SourceTimeout):
+        await stream.async_probe(0.1)

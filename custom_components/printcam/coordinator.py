@@ -113,11 +113,8 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
         """Follow the stream (idempotent)."""
         if self._unsub_stream is None and not self._shutdown_requested:
             self._unsub_stream = self.stream.add_listener(self._on_snapshot)
-            self._latest = self.stream.snapshot
-            if self._latest != self.data:
-                self._publish()  # the probe's upstream may already stream
-            else:
-                self._schedule_sample()
+            # The probe's upstream may already stream: sample it from now.
+            self._schedule_sample()
 
     async def async_shutdown(self) -> None:
         """Stop following the stream and cancel the trailing publish."""
@@ -203,12 +200,8 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
     def _on_sample(self, _now: datetime) -> None:
         """Sample the stream's counters; publish if anything changed."""
         self._unsub_sample = None
-        snapshot = self.stream.snapshot
-        if snapshot.last_error and snapshot.last_error != self._latest.last_error:
-            self.recent_errors.append(
-                RecentError(time.time(), snapshot.state, snapshot.last_error)
-            )
-        self._latest = snapshot
+        # Errors arrive as transitions; samples carry counters only.
+        self._latest = snapshot = self.stream.snapshot
         if snapshot != self.data:
             self._publish()
         else:
@@ -217,8 +210,6 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
     def _schedule_sample(self) -> None:
         """Sample again in `PUBLISH_INTERVAL` while the stream is active."""
         self._cancel_sample()
-        if self._unsub_stream is None:
-            return
         if self._latest.state is StreamState.IDLE and self._latest == self.data:
             return  # nothing moves while idle; the next transition wakes us
         self._unsub_sample = async_call_later(

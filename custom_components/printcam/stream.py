@@ -474,8 +474,6 @@ class PrintCamStream(SourceEvents):
 
     def _hold_deadline(self) -> float:
         """Return until when holds keep the upstream (monotonic; inf: warm)."""
-        if self._closed:
-            return 0.0
         if self.options.keep_warm:
             return math.inf
         return max(self._holds.values(), default=0.0)
@@ -616,6 +614,11 @@ class PrintCamStream(SourceEvents):
                 jpeg = await asyncio.shield(waiter)
         except TimeoutError:
             return self.latest_jpeg
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if waiter.cancelled() and task is not None and not task.cancelling():
+                return self.latest_jpeg  # the stream closed under the still
+            raise
         # Restart the hold clock from the moment the still was delivered.
         self._hold_for("still", self.options.still_hold_s)
         return jpeg

@@ -21,17 +21,35 @@ No Home Assistant imports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import struct
+import termios
 import time
-from typing import Final
 
 from .fanout import DELIVERED, GONE, SKIPPED
 
-MAX_BUFFER: Final = 512 * 1024
+MAX_BUFFER = 512 * 1024
 """Bytes a viewer's socket may have pending before it skips frames."""
-STALL_TIMEOUT: Final = 10.0
+STALL_TIMEOUT = 10.0
 """Seconds without progress after which a non-draining viewer is ended."""
-CHECK_PERIOD: Final = 1.0
+CHECK_PERIOD = 1.0
 """How often a waiting viewer looks at its socket when no frame comes."""
+
+
+_OUTQ = getattr(termios, "TIOCOUTQ", None)
+"""Linux ioctl: bytes the kernel still holds in a socket's send queue."""
+
+
+def _kernel_outq(fd: int) -> int:
+    """Return the bytes queued in the kernel for socket `fd` (0 if unknown)."""
+    if fd < 0 or _OUTQ is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(fd, _OUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 class ChunkFramer:
@@ -58,6 +76,7 @@ class TransportViewer:
     __slots__ = (
         "_check_period",
         "_done",
+        "_fd",
         "_framer",
         "_last_size",
         "_max_buffer",
@@ -74,16 +93,22 @@ class TransportViewer:
         transport: asyncio.WriteTransport,
         *,
         framer: ChunkFramer | None,
-        max_buffer: int = MAX_BUFFER,
-        stall_timeout: float = STALL_TIMEOUT,
-        check_period: float = CHECK_PERIOD,
     ) -> None:
-        """Write to `transport`; `framer` None for a body that is not chunked."""
+        """Write to `transport`; `framer` None for a body that is not chunked.
+
+        The bounds are the module's `MAX_BUFFER`, `STALL_TIMEOUT` and
+        `CHECK_PERIOD`, read now (tests patch them).
+        """
         self.transport = transport
         self._framer = framer
-        self._max_buffer = max_buffer
-        self._stall_timeout = stall_timeout
-        self._check_period = check_period
+        self._max_buffer = MAX_BUFFER
+        self._stall_timeout = STALL_TIMEOUT
+        self._check_period = CHECK_PERIOD
+        self._fd = -1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._fd = sock.fileno()
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stuck_since: float | None = None
         """When the viewer last made progress, while it is skipping frames."""
@@ -115,8 +140,14 @@ class TransportViewer:
         return DELIVERED
 
     def _still_progressing(self) -> bool:
-        """Track a non-draining socket; abort it after the stall timeout."""
-        size = self.transport.get_write_buffer_size()
+        """Track a non-draining socket; abort it after the stall timeout.
+
+        Progress is any byte leaving: what our transport and the kernel
+        still hold together shrank. (The transport's buffer alone moves in
+        big steps: the kernel takes more only once a good part of its send
+        buffer is free, seconds apart for a client reading 50 kB/s.)
+        """
+        size = self.transport.get_write_buffer_size() + _kernel_outq(self._fd)
         now = time.monotonic()
         if self._stuck_since is None or size < self._last_size:
             self._stuck_since = now  # it drained a little: progress
