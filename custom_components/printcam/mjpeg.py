@@ -242,6 +242,17 @@ def _boundary_candidate(line: bytes) -> bytes | None:
     return candidate
 
 
+def _copy(buf: bytearray, start: int, end: int) -> bytes:
+    """Return ``buf[start:end]`` as bytes, copied once.
+
+    Slicing a bytearray copies, and ``bytes()`` of that slice copies again;
+    a memoryview slice copies once. The views are released before
+    returning, so the buffer can still be resized afterwards.
+    """
+    with memoryview(buf) as view, view[start:end] as part:
+        return part.tobytes()
+
+
 def _non_whitespace(data: bytes | bytearray) -> int:
     """Count the bytes of ``data`` that are not spaces, tabs, CR or LF."""
     return len(data.translate(None, _WHITESPACE))
@@ -725,7 +736,7 @@ class MjpegParser:
                 return False
             valid = True
         if valid:
-            self._finish(bytes(buf[start:end]), out)
+            self._finish(_copy(buf, start, end), out)
             self._enter_seek(end, floor_ok=True, count_garbage=True)
         else:
             # Wrong Content-Length: the real delimiter may lie inside or after.
@@ -741,11 +752,11 @@ class MjpegParser:
             delim, end, kind = found
             length = self._walker.advance(buf, start, delim) if self._ct_ok else None
             if length is None:
-                self._finish(bytes(buf[start:delim]), out)
+                self._finish(_copy(buf, start, delim), out)
             else:
                 # Same result as when the structural end is seen before the
                 # delimiter: the JPEG, and anything after its EOI is garbage.
-                self._finish(bytes(buf[start : start + length]), out)
+                self._finish(_copy(buf, start, start + length), out)
                 self.garbage_bytes += _non_whitespace(buf[start + length : delim])
             self._on_delimiter(end, kind)
             return True
@@ -754,7 +765,7 @@ class MjpegParser:
             length = self._walker.advance(buf, start, len(buf))
             if length is not None:
                 if length <= self.max_frame_size:
-                    self._finish(bytes(buf[start : start + length]), out)
+                    self._finish(_copy(buf, start, start + length), out)
                     self._enter_seek(start + length, floor_ok=True, count_garbage=True)
                     return True
                 self._oversize_scan(start, found)
