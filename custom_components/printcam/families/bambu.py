@@ -14,6 +14,8 @@ Discovery: `discovery.py` listens for the printers' UDP announcements and
 starts ``integration_discovery`` flows with a `BambuDiscoveryData`.
 """
 
+# ruff: noqa: TID252 - the package imports itself relatively (..const, ..sources)
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -32,7 +34,7 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from custom_components.printcam.const import (
+from ..const import (
     BAMBU_ACCESS_CODE_LENGTH,
     BAMBU_CHAMBER_MODELS,
     BAMBU_RTSPS_MODELS,
@@ -45,13 +47,8 @@ from custom_components.printcam.const import (
     CONF_SERIAL,
     KIND_BAMBU,
 )
-from custom_components.printcam.sources import CannotConnect
-from custom_components.printcam.sources.bambu_chamber import (
-    DEFAULT_PORT,
-    BambuChamberSource,
-    fetch_certificate,
-)
-
+from ..sources import CannotConnect
+from ..sources.bambu_chamber import DEFAULT_PORT, BambuChamberSource, fetch_certificate
 from .base import (
     PASSWORD,
     TEXT,
