@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 from homeassistant.config_entries import SOURCE_REAUTH
@@ -35,6 +36,7 @@ from custom_components.printcam import (
     sensor as sensor_module,
 )
 from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.entity import device_info_for
 from custom_components.printcam.startup import PLATFORMS
 from custom_components.printcam.stream import StreamSnapshot
 from printer_sim.mjpeg_server import MjpegPrinter
@@ -163,6 +165,71 @@ async def test_idle_without_viewers_and_diagnostic_defaults(
     assert await hass.config_entries.async_unload(entry.entry_id)
     # Unloaded: the entities remain, unavailable (the entry cannot run).
     assert _state(hass, STREAM_STATE) == "unavailable"
+
+
+# --- the device -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "unique_id", "expected"),
+    [
+        pytest.param(
+            {
+                "kind": "bambu",
+                "host": "10.0.0.5",
+                "serial": "01P00A000000001",
+                "access_code": "12345678",
+                "model": "P1S",
+                "cert_sha256": "ab" * 32,
+            },
+            "01P00A000000001",
+            {
+                "identifiers": {(DOMAIN, "01P00A000000001")},
+                "name": "Printer",
+                "manufacturer": "Bambu Lab",
+                "model": "P1S",
+                "serial_number": "01P00A000000001",
+            },
+            id="bambu",
+        ),
+        pytest.param(
+            {"kind": "mjpeg", "url": "http://u:p@Printer.local:8080/stream?a=1"},
+            "http://printer.local:8080/stream?a=1",
+            {
+                "identifiers": {(DOMAIN, "http://printer.local:8080/stream?a=1")},
+                "name": "Printer",
+                "manufacturer": "PrintCam",
+                "model": "MJPEG camera",
+                "configuration_url": "http://printer.local:8080",
+            },
+            id="mjpeg",
+        ),
+        pytest.param(
+            {"kind": "mjpeg", "url": "https://cam.test/"},
+            None,
+            {
+                "identifiers": {(DOMAIN, "entry-id")},
+                "name": "Printer",
+                "manufacturer": "PrintCam",
+                "model": "MJPEG camera",
+                "configuration_url": "https://cam.test",
+            },
+            id="mjpeg-without-unique-id",
+        ),
+    ],
+)
+def test_device_info(
+    data: dict[str, Any], unique_id: str | None, expected: dict[str, Any]
+) -> None:
+    """The device: its identity from the entry, the rest from its family."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Printer",
+        data=data,
+        unique_id=unique_id,
+        entry_id="entry-id",
+    )
+    assert device_info_for(entry) == expected
 
 
 # --- keep warm ----------------------------------------------------------------
