@@ -8,7 +8,12 @@ from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, SOURCE_ZE
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.printcam.families import FAMILIES, InvalidConfig, family_for
+from custom_components.printcam.families import (
+    FAMILIES,
+    Family,
+    InvalidConfig,
+    family_for,
+)
 from custom_components.printcam.families.bambu import BambuFamily
 from custom_components.printcam.families.mjpeg import (
     MjpegFamily,
@@ -130,6 +135,25 @@ async def test_mjpeg_source_and_still_fetcher(hass: HomeAssistant) -> None:
     # A still URL only makes sense on an HTTP source.
     bambu = BambuFamily().create_source(hass, BAMBU)
     assert family.still_fetcher(bambu, {**MJPEG, "still_url": "http://h/s"}) is None
+
+
+def test_device_info() -> None:
+    """Each family describes its device; identifiers and name are the entry's."""
+    assert BambuFamily().device_info(BAMBU) == {
+        "manufacturer": "Bambu Lab",
+        "model": "P1S",
+        "serial_number": "01P00A000000001",
+    }
+    assert MjpegFamily().device_info(MJPEG) == {
+        "manufacturer": "PrintCam",
+        "model": "MJPEG camera",
+        "configuration_url": "http://printer.local",  # no credentials
+    }
+    # A family without its own description is a generic printer camera.
+    assert Family.device_info(MjpegFamily(), MJPEG) == {
+        "manufacturer": "PrintCam",
+        "model": "Printer camera",
+    }
 
 
 def test_only_bambu_claims_its_announcements() -> None:

@@ -5,21 +5,11 @@ from __future__ import annotations
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
-import yarl
 
-from .const import (
-    CONF_KIND,
-    CONF_MODEL,
-    CONF_SERIAL,
-    CONF_URL,
-    DOMAIN,
-    KIND_BAMBU,
-    KIND_MJPEG,
-)
+from .const import DOMAIN
 from .coordinator import PrintCamCoordinator
 from .data import PrintCamConfigEntry
-
-MODELS = {KIND_MJPEG: "MJPEG camera"}
+from .families import family_for
 
 
 def device_id_for(entry: PrintCamConfigEntry) -> str:
@@ -28,25 +18,12 @@ def device_id_for(entry: PrintCamConfigEntry) -> str:
 
 
 def device_info_for(entry: PrintCamConfigEntry) -> DeviceInfo:
-    """Describe the printer's device (no credentials in the URL shown)."""
-    if entry.data.get(CONF_KIND) == KIND_BAMBU:
-        return DeviceInfo(
-            identifiers={(DOMAIN, device_id_for(entry))},
-            name=entry.title,
-            manufacturer="Bambu Lab",
-            model=entry.data.get(CONF_MODEL),
-            serial_number=entry.data.get(CONF_SERIAL),
-        )
-    info = DeviceInfo(
+    """Describe the printer's device: the entry's identity, its family's details."""
+    return DeviceInfo(
+        **family_for(entry.data).device_info(entry.data),
         identifiers={(DOMAIN, device_id_for(entry))},
         name=entry.title,
-        manufacturer="PrintCam",
-        model=MODELS.get(entry.data.get(CONF_KIND, ""), "Printer camera"),
     )
-    if url := entry.data.get(CONF_URL):
-        origin = yarl.URL(url).with_user(None).origin()
-        info["configuration_url"] = str(origin)
-    return info
 
 
 class PrintCamEntity(Entity):

@@ -24,6 +24,7 @@ from typing import Any, Final
 from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import section
+from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
@@ -161,6 +162,14 @@ class BambuFamily(Family):
     ) -> BambuChamberSource:
         """Return the chamber camera source, pinned to the stored certificate."""
         return self._source(data, data[CONF_CERT_SHA256])
+
+    def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
+        """Return the printer's maker, model and serial number."""
+        return DeviceInfo(
+            manufacturer="Bambu Lab",
+            model=data.get(CONF_MODEL),
+            serial_number=data.get(CONF_SERIAL),
+        )
 
     @staticmethod
     def _source(data: Mapping[str, Any], pin: str | None) -> BambuChamberSource:

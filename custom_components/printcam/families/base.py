@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
     TextSelector,
     TextSelectorConfig,
@@ -134,6 +135,15 @@ class Family(ABC):
     ) -> StillFetcher | None:
         """Return a way to fetch a still without the stream, if the printer has one."""
         return None
+
+    def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
+        """Describe the printer's device from valid entry data.
+
+        Manufacturer, model, serial number, configuration URL: what the
+        family knows. The device's identifiers and name are the entry's
+        (`entity.device_info_for` adds them); never a credential.
+        """
+        return DeviceInfo(manufacturer="PrintCam", model="Printer camera")
 
     # --- the forms (no I/O: they raise FormError)
 

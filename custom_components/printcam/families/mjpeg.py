@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
     BooleanSelector,
     TextSelector,
@@ -149,6 +150,15 @@ class MjpegFamily(Family):
             return await source.fetch_still(still_url, STILL_TIMEOUT)
 
         return fetch
+
+    def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
+        """Return a generic camera, configured at its URL's origin (no credentials)."""
+        origin = yarl.URL(data[CONF_URL]).with_user(None).origin()
+        return DeviceInfo(
+            manufacturer="PrintCam",
+            model="MJPEG camera",
+            configuration_url=str(origin),
+        )
 
     def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
         """Return the camera's data, titled with the name entered."""
