@@ -150,7 +150,7 @@ def describe_integration(path: Path, rev: str | None) -> str:
     """Return where the measured integration comes from (path, commit)."""
     if rev is not None:
         commit = _git(ROOT, "rev-parse", "--short", rev)
-        return f"`{rev}` ({commit}) of this repository"
+        return f"commit {commit} (`{rev}`) of this repository"
     commit = _git(path, "rev-parse", "--short", "HEAD")
     if commit is None:
         return f"`{path}`"
@@ -534,7 +534,11 @@ async def bench(args: argparse.Namespace, procs: Processes, viewers: Viewers) ->
     frame_kb = json.loads((root.root / "cameras.json").read_text()).get("frame_kb")
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "scripts/bench" + (" --quick" if args.quick else ""),
+        "command": " ".join(
+            ["scripts/bench"]
+            + (["--quick"] if args.quick else [])
+            + (["--rev", args.rev] if args.rev else [])
+        ),
         "machine": machine(),
         "python": platform.python_version(),
         "home_assistant": ha_version,
