@@ -65,7 +65,7 @@ DEFAULT_INTEGRATION = ROOT / "custom_components" / "printcam"
 DEFAULT_OUT = ROOT / "docs"
 READY_TIMEOUT = 60.0
 RUN_TIMEOUT = 180.0
-QUIET_TIMEOUT = 30.0
+QUIET_TIMEOUT = 60.0
 """How long to wait for the other system's camera streams to close."""
 ENTITY_TIMEOUT = 60.0
 IDLE_SECONDS = 3.0
