@@ -33,6 +33,9 @@ from custom_components.printcam.discovery import (
     async_stop_discovery,
     parse_notify,
 )
+from custom_components.printcam.families import FAMILIES, Family
+from custom_components.printcam.families.bambu import BambuFamily
+from custom_components.printcam.families.mjpeg import MjpegFamily
 
 from .conftest import until
 
@@ -684,6 +687,29 @@ async def test_sockets_blocked_do_not_fail_setup(
     """Without sockets (as in most tests) setup still succeeds."""
     assert await async_setup_component(hass, DOMAIN, {})
     assert "Cannot listen for Bambu Lab printers" in caplog.text
+
+
+async def test_setup_asks_every_family_and_survives_a_failing_one(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each family starts its own discovery; one that raises is only logged."""
+    started: list[str] = []
+
+    async def failing(self: Family, hass: HomeAssistant) -> None:
+        started.append(self.kind)
+        raise RuntimeError("no network")
+
+    async def starting(self: Family, hass: HomeAssistant) -> None:
+        started.append(self.kind)
+
+    with (
+        patch.object(BambuFamily, "async_setup_discovery", failing),
+        patch.object(MjpegFamily, "async_setup_discovery", starting),
+    ):
+        assert await async_setup_component(hass, DOMAIN, {})
+    assert started == list(FAMILIES)
+    assert "Cannot start discovery of bambu printers" in caplog.text
+    assert discovery._DATA_KEY not in hass.data
 
 
 async def test_ignored_while_stopping(

@@ -8,6 +8,7 @@ from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, SOURCE_ZE
 from homeassistant.core import HomeAssistant
 import pytest
 
+from custom_components.printcam import discovery
 from custom_components.printcam.families import (
     FAMILIES,
     Family,
@@ -154,6 +155,16 @@ def test_device_info() -> None:
         "manufacturer": "PrintCam",
         "model": "Printer camera",
     }
+
+
+async def test_only_bambu_starts_a_discovery_listener(hass: HomeAssistant) -> None:
+    await MjpegFamily().async_setup_discovery(hass)
+    assert discovery._DATA_KEY not in hass.data
+    # Sockets are blocked here: the bind fails with a warning, not an error.
+    await BambuFamily().async_setup_discovery(hass)
+    assert discovery._DATA_KEY in hass.data
+    await discovery.async_stop_discovery(hass)
+    assert discovery._DATA_KEY not in hass.data
 
 
 def test_only_bambu_claims_its_announcements() -> None:

@@ -1,11 +1,13 @@
 """PrintCam: one shared camera connection per 3D printer.
 
 Setup and unload live in `startup.py` (named stages with an undo each);
-this module hands over to it, and starts the Bambu Lab discovery listener
-(`discovery.py`) once the integration is loaded.
+this module hands over to it, and lets each printer family start its
+discovery once the integration is loaded.
 """
 
 from __future__ import annotations
+
+import logging
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv
@@ -13,15 +15,21 @@ from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN
 from .data import PrintCamConfigEntry
-from .discovery import async_start_discovery
+from .families import FAMILIES
 from .startup import async_setup_staged, async_unload_staged
+
+_LOGGER = logging.getLogger(__name__)
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Start listening for Bambu Lab printers (never fails setup)."""
-    await async_start_discovery(hass)
+    """Start each family's discovery (never fails setup)."""
+    for family in FAMILIES.values():
+        try:
+            await family.async_setup_discovery(hass)
+        except Exception:
+            _LOGGER.exception("Cannot start discovery of %s printers", family.kind)
     return True
 
 

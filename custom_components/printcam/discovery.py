@@ -11,7 +11,8 @@ Assistant instance turns each valid announcement into one of:
 
 Flows and host updates are rate-limited per serial number, so a printer that
 announces itself every few seconds starts at most one flow a minute. What
-the flow asks and stores is the Bambu Lab family's (`families/bambu.py`).
+the flow asks and stores is the Bambu Lab family's (`families/bambu.py`),
+which starts the listener from its `async_setup_discovery`.
 """
 
 from __future__ import annotations

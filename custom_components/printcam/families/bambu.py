@@ -10,8 +10,9 @@ then on every connection must present exactly that certificate before the
 access code is sent. Reconfigure shows a changed fingerprint and stores it
 only once the user accepts it (step ``reconfigure_certificate``).
 
-Discovery: `discovery.py` listens for the printers' UDP announcements and
-starts ``integration_discovery`` flows with a `BambuDiscoveryData`.
+Discovery: `async_setup_discovery` starts `discovery.py`'s listener for the
+printers' UDP announcements, which starts ``integration_discovery`` flows
+with a `BambuDiscoveryData`.
 """
 
 # ruff: noqa: TID252 - the package imports itself relatively (..const, ..sources)
@@ -48,6 +49,7 @@ from ..const import (
     CONF_SERIAL,
     KIND_BAMBU,
 )
+from ..discovery import async_start_discovery
 from ..sources import CannotConnect
 from ..sources.bambu_chamber import DEFAULT_PORT, BambuChamberSource, fetch_certificate
 from .base import (
@@ -260,6 +262,10 @@ class BambuFamily(Family):
                 {"old": old[CONF_CERT_SHA256], "new": cert.sha256},
             )
         return await self.async_check(hass, new, timeout)
+
+    async def async_setup_discovery(self, hass: HomeAssistant) -> None:
+        """Listen for the printers' UDP announcements (a failed bind is logged)."""
+        await async_start_discovery(hass)
 
     def discovered(self, source: str, info: object) -> Discovered | None:
         """Describe a printer from its UDP announcement (`BambuDiscoveryData`)."""

@@ -194,6 +194,15 @@ class Family(ABC):
 
     # --- discovery
 
+    async def async_setup_discovery(self, hass: HomeAssistant) -> None:
+        """Start finding this family's printers, once per Home Assistant.
+
+        Called when the integration is set up; a listener it starts stops
+        with Home Assistant. Must not raise for an unusable network: log and
+        carry on. The default finds nothing (printers are added by hand).
+        """
+        return
+
     def discovered(self, source: str, info: object) -> Discovered | None:
         """Describe the printer a discovery flow found; None if not this family's."""
         return None
