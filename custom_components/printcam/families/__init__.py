@@ -6,14 +6,13 @@ entry's family with `family_for`. A new family is a module here, a source in
 its tests.
 """
 
-# ruff: noqa: TID252 - the package imports itself relatively (..const, ..sources)
-
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..const import CONF_KIND
+from custom_components.printcam.const import CONF_KIND
+
 from .bambu import BambuFamily
 from .base import (
     ConfirmChange,

@@ -15,8 +15,6 @@ printers' UDP announcements, which starts ``integration_discovery`` flows
 with a `BambuDiscoveryData`.
 """
 
-# ruff: noqa: TID252 - the package imports itself relatively (..const, ..sources)
-
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -36,7 +34,7 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from ..const import (
+from custom_components.printcam.const import (
     BAMBU_ACCESS_CODE_LENGTH,
     BAMBU_CHAMBER_MODELS,
     BAMBU_RTSPS_MODELS,
@@ -49,9 +47,14 @@ from ..const import (
     CONF_SERIAL,
     KIND_BAMBU,
 )
-from ..discovery import async_start_discovery
-from ..sources import CannotConnect
-from ..sources.bambu_chamber import DEFAULT_PORT, BambuChamberSource, fetch_certificate
+from custom_components.printcam.discovery import async_start_discovery
+from custom_components.printcam.sources import CannotConnect
+from custom_components.printcam.sources.bambu_chamber import (
+    DEFAULT_PORT,
+    BambuChamberSource,
+    fetch_certificate,
+)
+
 from .base import (
     PASSWORD,
     TEXT,

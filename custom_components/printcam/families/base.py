@@ -11,8 +11,6 @@ Per family the flow has the steps ``<kind>`` (add), ``reauth_<kind>`` and
 are in strings.json under those step ids.
 """
 
-# ruff: noqa: TID252 - the package imports itself relatively (..const, ..sources)
-
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -29,7 +27,7 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from ..sources import FrameSource
+from custom_components.printcam.sources import FrameSource
 
 type StillFetcher = Callable[[], Awaitable[bytes]]
 

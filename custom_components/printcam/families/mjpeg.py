@@ -5,8 +5,6 @@ Entry data: ``{"kind": "mjpeg", "url", "still_url"?, "username"?,
 id is the normalised stream URL, so one camera cannot be added twice.
 """
 
-# ruff: noqa: TID252 - the package imports itself relatively (..const, ..sources)
-
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,7 +22,7 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 import yarl
 
-from ..const import (
+from custom_components.printcam.const import (
     CONF_KIND,
     CONF_NAME,
     CONF_PASSWORD,
@@ -36,8 +34,9 @@ from ..const import (
     KIND_MJPEG,
     STILL_TIMEOUT,
 )
-from ..sources import FrameSource
-from ..sources.mjpeg_http import MjpegHttpSource
+from custom_components.printcam.sources import FrameSource
+from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
+
 from .base import PASSWORD, TEXT, Draft, Family, FormError, InvalidConfig, StillFetcher
 
 DEFAULT_NAME: Final = "3D printer"
