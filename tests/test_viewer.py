@@ -160,18 +160,26 @@ async def test_wait_notices_a_closed_socket_without_frames(
     assert viewer.deliver(b"late") == fanout.GONE
 
 
-async def test_wait_ends_a_stuck_viewer_while_no_frames_come(
+async def _stuck_viewer(
     connect, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Pair, TransportViewer]:
+    """Fill a never-reading client's socket until its viewer skips frames."""
     monkeypatch.setattr(viewer_module, "CHECK_PERIOD", 0.02)
     monkeypatch.setattr(viewer_module, "STALL_TIMEOUT", 0.3)
     monkeypatch.setattr(viewer_module, "MAX_BUFFER", 64 * 1024)
     pair = await connect(rcvbuf=4096)
     viewer = TransportViewer(pair.transport, framer=None)
-    # Fill the socket until the viewer skips, then the upstream stalls.
     async with asyncio.timeout(10):
         while viewer.deliver(FRAME) != fanout.SKIPPED:
             await asyncio.sleep(0.01)
+    return pair, viewer
+
+
+async def test_wait_ends_a_stuck_viewer_while_no_frames_come(
+    connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pair, viewer = await _stuck_viewer(connect, monkeypatch)
+    # The upstream stalls: no frame comes to notice the viewer is stuck.
     await asyncio.wait_for(viewer.wait(), 5)
     assert viewer.end_reason == "slow"
 
@@ -179,14 +187,7 @@ async def test_wait_ends_a_stuck_viewer_while_no_frames_come(
 async def test_a_stuck_viewer_that_drains_while_idle_is_kept(
     connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(viewer_module, "CHECK_PERIOD", 0.02)
-    monkeypatch.setattr(viewer_module, "STALL_TIMEOUT", 0.3)
-    monkeypatch.setattr(viewer_module, "MAX_BUFFER", 64 * 1024)
-    pair = await connect(rcvbuf=4096)
-    viewer = TransportViewer(pair.transport, framer=None)
-    async with asyncio.timeout(10):
-        while viewer.deliver(FRAME) != fanout.SKIPPED:
-            await asyncio.sleep(0.01)
+    pair, viewer = await _stuck_viewer(connect, monkeypatch)
     waiter = asyncio.create_task(viewer.wait())
     # The client wakes up and reads everything: no longer stuck.
     async with asyncio.timeout(10):
