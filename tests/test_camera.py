@@ -400,3 +400,103 @@ async def test_a_viewer_gone_before_the_first_write_is_not_attached(
     assert entry.runtime_data.stream.viewers == 0
     assert printer.open_connections == 0
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_concurrent_stills_from_the_still_url_share_one_fetch(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
+) -> None:
+    entry = await setup_entry(
+        hass, make_entry(printer.url, still_url=printer.still_url)
+    )
+    await until(lambda: printer.open_connections == 0)
+    printer.max_open_connections = 0
+    client = await hass_client()
+    responses = await asyncio.gather(*(client.get(STILL) for _ in range(8)))
+    assert [r.status for r in responses] == [200] * 8
+    bodies = {await r.read() for r in responses}
+    assert len(bodies) == 1  # one fetch, every caller got its JPEG
+    assert printer.still_requests == 1
+    assert printer.max_open_connections == 1
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_stream_waits_for_a_still_fetch_in_flight(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
+) -> None:
+    """A one-client camera never sees the snapshot and the stream at once."""
+    entry = await setup_entry(
+        hass, make_entry(printer.url, still_url=printer.still_url)
+    )
+    await until(lambda: printer.open_connections == 0)
+    printer.max_open_connections = 0
+    client = await hass_client()
+    for _ in range(3):
+        still, viewer = await asyncio.gather(client.get(STILL), _open_viewer(client))
+        assert still.status == 200
+        await viewer.wait_frames(2)
+        await viewer.close()
+        await entry.runtime_data.stream.async_stop_upstream()
+        await until(lambda: printer.open_connections == 0)
+    assert printer.still_requests >= 1
+    assert printer.max_open_connections == 1
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_refused_credentials_are_not_tried_again(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    printer: MjpegPrinter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a 401 nothing logs in again until the entry is fixed or reloaded."""
+    entry = await setup_entry(
+        hass, make_entry(printer.url, options={"keep_warm": True})
+    )
+    stream = entry.runtime_data.stream
+    await until(lambda: stream.state is StreamState.STREAMING)
+    last = stream.latest_jpeg
+    printer.set_mode("status_401")
+    printer.drop_all()
+    await until(lambda: stream.state is StreamState.AUTH_FAILED)
+    await hass.async_block_till_done()
+    attempts = printer.stream_requests + printer.still_requests
+    warnings = len([r for r in caplog.records if r.levelname == "WARNING"])
+    client = await hass_client()
+    for _ in range(5):
+        response = await client.get(STILL)
+        assert response.status == 200
+        assert await response.read() == last  # the last frame, not a login
+    response = await client.get(STREAM)
+    assert response.status == 502  # a clear end, no login
+    stream.apply_options(stream.options)  # keep-warm asks again: still nothing
+    assert printer.stream_requests + printer.still_requests == attempts
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == warnings
+    # Fixed on the printer and the entry reloaded: streaming again.
+    printer.set_mode("good")
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    stream = entry.runtime_data.stream
+    await until(lambda: stream.state is StreamState.STREAMING)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_still_url_refusing_the_password_starts_reauth_once(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, printer: MjpegPrinter
+) -> None:
+    entry = await setup_entry(
+        hass, make_entry(printer.url, still_url=printer.still_url)
+    )
+    await until(lambda: printer.open_connections == 0)
+    stream = entry.runtime_data.stream
+    printer.set_mode("status_401")
+    client = await hass_client()
+    await asyncio.gather(*(client.get(STILL) for _ in range(3)))  # one fetch
+    for _ in range(3):
+        await client.get(STILL)
+    await hass.async_block_till_done()
+    assert printer.still_requests == 1  # refused once, never asked again
+    assert printer.stream_requests == 1  # setup's probe only
+    assert stream.state is StreamState.AUTH_FAILED
+    flows = hass.config_entries.flow.async_progress_by_handler("printcam")
+    assert [f["context"]["source"] for f in flows] == ["reauth"]
+    await hass.config_entries.async_unload(entry.entry_id)

@@ -369,3 +369,29 @@ async def test_probe_fails_with_the_source_error_or_a_timeout(
     await stream.async_stop_upstream()
     with pytest.raises(SourceTimeout):
         await stream.async_probe(0.1)
+
+
+async def test_a_blocked_stream_refuses_queued_viewers(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    task = asyncio.create_task(_viewer(stream, []))
+    source.feed.put_nowait(InvalidAuth("401"))
+    await asyncio.wait_for(task, 2)
+    assert stream.blocked
+    await until(lambda: not stream.running)
+    with pytest.raises(RuntimeError, match="refused: invalid_auth"):
+        await anext(stream.iter_viewer())
+    assert source.connects == 1
+
+
+async def test_cancelling_a_waiting_still_cancels_only_it(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    still = asyncio.create_task(stream.async_get_still())
+    other = asyncio.create_task(stream.async_get_still())
+    await until(lambda: source.connects == 1)
+    still.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await still
+    source.feed.put_nowait(numbered_jpeg(1))
+    assert await other == numbered_jpeg(1)

@@ -65,6 +65,11 @@ class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
         After the response head, parts go straight from the fan-out loop to
         this viewer's socket (see viewer.py): no per-viewer task or queue.
         """
+        if self.shared_stream.blocked:
+            # The printer refused the credentials or its certificate changed:
+            # no new login until the entry is fixed (Home Assistant answers
+            # 502 and the stream state says why).
+            return None
         response = web.StreamResponse()
         response.content_type = CONTENT_TYPE
         response.headers[hdrs.CACHE_CONTROL] = "no-store"

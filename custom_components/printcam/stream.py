@@ -163,6 +163,12 @@ class DeliveryTotals:
         self.dropped += stats.chunks_dropped
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a shared task's outcome as seen (its callers handle it)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class PrintCamStream(SourceEvents):
     """One printer's shared stream."""
 
@@ -184,6 +190,8 @@ class PrintCamStream(SourceEvents):
         source.events = self
         self.options = options or StreamOptions()
         self._still_fetcher = still_fetcher
+        self._still_fetch: asyncio.Task[bytes] | None = None
+        """The one in-flight fetch of the snapshot URL, shared by callers."""
         self._listeners: list[SnapshotListener] = []
         self.on_failure: FailureHandler | None = None
         """Called with a permanent failure (credentials, certificate) once."""
@@ -212,7 +220,10 @@ class PrintCamStream(SourceEvents):
         """Why the upstream is held open: reason -> monotonic deadline."""
         self._watchdog: asyncio.Task[None] | None = None
         self.failure: SourceError | None = None
-        """The permanent error that stopped the upstream, until it runs again."""
+        """The permanent error (credentials, certificate) that stopped the
+        upstream. While it stands nothing connects to the printer again: the
+        entry must be fixed (reauth, reconfigure) or reloaded, which builds
+        a new stream. IP cameras lock accounts after repeated bad logins."""
         self._pump: asyncio.Task[Any] | None = None
         self._restart_requested = False
 
@@ -270,6 +281,11 @@ class PrintCamStream(SourceEvents):
         """Return True while an upstream connection is wanted and open."""
         bc = fanout.get_broadcaster(self.key)
         return bc is not None and bc.running and not bc.stopped
+
+    @property
+    def blocked(self) -> bool:
+        """Return True while a permanent failure forbids connecting again."""
+        return self.failure is not None
 
     def add_listener(self, listener: SnapshotListener) -> Callable[[], None]:
         """Call `listener(snapshot)` on every transition; return a remover.
@@ -391,6 +407,11 @@ class PrintCamStream(SourceEvents):
         loop reconnects while viewers stay subscribed.
         """
         self._pump = asyncio.current_task()
+        fetch = self._still_fetch
+        if fetch is not None and not fetch.done():
+            # A one-client camera must not see the stream open while the
+            # snapshot URL is being fetched: wait for that connection first.
+            await asyncio.wait({fetch})
         self.upstream_starts += 1
         self._session_connected = False
         self._watchdog = asyncio.get_running_loop().create_task(
@@ -463,6 +484,8 @@ class PrintCamStream(SourceEvents):
         """Return the live broadcaster, replacing a stopped one."""
         if self._closed:
             raise RuntimeError("stream closed")
+        if self.failure is not None and (self._bc is None or self._bc.stopped):
+            raise RuntimeError(f"camera refused: {self.failure.reason}")
         bc = fanout.live_broadcaster(
             self.key, self._upstream, grace_seconds=self.options.idle_grace_s
         )
@@ -485,7 +508,7 @@ class PrintCamStream(SourceEvents):
         broadcaster closes at the latest deadline of all reasons, or when
         the grace after the last viewer ends, whichever is later.
         """
-        if self._closed:
+        if self._closed:  # a still delivered as the stream closed
             return
         self._holds[reason] = time.monotonic() + seconds
         self._broadcaster().hold_until(self._hold_deadline())
@@ -514,7 +537,7 @@ class PrintCamStream(SourceEvents):
 
     def start_keep_warm(self) -> None:
         """Open the upstream now if keep-warm is on (at setup)."""
-        if self.options.keep_warm and not self._closed:
+        if self.options.keep_warm and not self._closed and not self.blocked:
             self._broadcaster().hold_until(math.inf)
 
     # --- viewers ---------------------------------------------------------------
@@ -593,6 +616,9 @@ class PrintCamStream(SourceEvents):
         """
         if self._closed:
             return None
+        if self.blocked:
+            # No login with known-bad credentials: the last frame or nothing.
+            return self.latest_jpeg
         if self._latest_is_fresh():
             # Polled stills keep the connection they started; a still taken
             # from a stream that viewers keep open holds nothing itself.
@@ -601,7 +627,10 @@ class PrintCamStream(SourceEvents):
             return self.latest_jpeg
         if self._still_fetcher is not None and not self.running:
             try:
-                return await self._still_fetcher()
+                return await self._fetch_still(self._still_fetcher)
+            except InvalidAuth as err:
+                self._refused(err)
+                return self.latest_jpeg
             except SourceError as err:
                 _LOGGER.debug(
                     "%s: still URL failed (%s); using the stream", self.key, err
@@ -622,6 +651,26 @@ class PrintCamStream(SourceEvents):
         # Restart the hold clock from the moment the still was delivered.
         self._hold_for("still", self.options.still_hold_s)
         return jpeg
+
+    async def _fetch_still(self, fetcher: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Fetch the snapshot URL once for every concurrent caller."""
+        task = self._still_fetch
+        if task is None or task.done():
+
+            async def fetch() -> bytes:
+                return await fetcher()
+
+            task = self._still_fetch = asyncio.get_running_loop().create_task(
+                fetch(), name=f"printcam still {self.key}"
+            )
+            # Every caller may have given up (timeout): the error is still seen.
+            task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    def _refused(self, error: SourceError) -> None:
+        """Record a permanent failure seen outside the stream (a still)."""
+        if self.failure is None:
+            self.on_disconnected(error, None)
 
     def _frame_waiter(self) -> asyncio.Future[bytes]:
         """Return the future the next frame resolves, shared by every waiter."""
@@ -669,9 +718,11 @@ class PrintCamStream(SourceEvents):
         """Close every viewer, the holds and the upstream (idempotent)."""
         self._closed = True
         self._holds.clear()
-        for future in (self._next_frame, self._probe):
+        for future in (self._next_frame, self._probe, self._still_fetch):
             if future is not None and not future.done():
                 future.cancel()
+        if self._still_fetch is not None:
+            await asyncio.wait({self._still_fetch})
         await fanout.shutdown_broadcaster(self.key)
         # Viewers were ended; one stuck writing to a slow client is
         # cancelled so unload finishes within a second.
