@@ -602,6 +602,26 @@ def test_empty_boundary_means_infer() -> None:
     assert MjpegParser("  --x ").boundary == "x"
 
 
+def test_boundary_that_is_not_utf8() -> None:
+    """A header boundary with non-UTF-8 bytes matches those bytes in the body.
+
+    aiohttp decodes header bytes with ``surrogateescape``; the parser used to
+    raise UnicodeEncodeError on such a boundary, which ended the stream with
+    an untyped error (found by tests/fuzz/test_fuzz_mjpeg.py).
+    """
+    raw = b"\xff\xfeb"
+    header = b"multipart/x-mixed-replace;boundary=" + raw
+    boundary = parse_boundary(header.decode("utf-8", "surrogateescape"))
+    assert boundary == "\udcff\udcfeb"
+    body = b"".join(
+        b"--" + raw + b"\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n"
+        for jpeg in (J1, J2)
+    )
+    assert MjpegParser(boundary).feed(body + b"--" + raw + b"--\r\n") == [J1, J2]
+    # Surrogates no header can carry do not raise either.
+    assert MjpegParser("\ud800x").boundary == "?x"
+
+
 # ------------------------------------------------------------ delimiter styles
 
 

@@ -224,6 +224,19 @@ def encode_part(jpeg: bytes, boundary: str = PART_BOUNDARY) -> bytes:
     )
 
 
+def _boundary_bytes(boundary: str) -> bytes:
+    """Return the bytes a camera writes for ``boundary``.
+
+    Header values are decoded with ``surrogateescape`` (aiohttp does), so
+    bytes that are not UTF-8 come back as themselves; other lone surrogates
+    cannot occur in a header and are replaced.
+    """
+    try:
+        return boundary.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return boundary.encode("utf-8", "replace")
+
+
 def _boundary_candidate(line: bytes) -> bytes | None:
     """Return the boundary announced by a body line, or ``None``.
 
@@ -373,7 +386,7 @@ class MjpegParser:
         self.garbage_bytes = 0
         self.boundary_inferences = 0
 
-        stripped = (boundary or "").strip().lstrip("-").encode("utf-8")
+        stripped = _boundary_bytes((boundary or "").strip().lstrip("-"))
         self._boundary: bytes = b""
         self._needle: bytes = b""
         self._inferred = False
