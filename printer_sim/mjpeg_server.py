@@ -35,13 +35,27 @@ one_client         a second concurrent stream gets 503 (``max_clients=1``)
 status_401/403/500 that status for ``/stream`` and ``/snapshot``
 not_mjpeg          a ``text/html`` page
 single_jpeg        ``/stream`` answers one ``image/jpeg`` body
+header_drip        a hostile camera: the status line, then one more header
+                   line every `HEADER_DRIP_INTERVAL` seconds, never ending
+                   the head
+header_flood       a hostile camera: the status line, then
+                   ``header_flood_bytes`` of header lines (each under
+                   aiohttp's 8190-byte line limit) as fast as the client
+                   reads, then a normal stream
+gzip_bomb          a hostile camera: ``Content-Encoding: gzip`` whatever the
+                   request accepts; the body inflates to one good part and
+                   then ``gzip_bomb_size`` zero bytes (256 MiB from about
+                   255 KB)
 ================== ==========================================================
 
 Authentication (``username``/``password``): ``auth="basic"`` or
 ``auth="digest"`` (RFC 7616, ``qop=auth`` and MD5 by default, or
 ``digest_qop=None`` / ``digest_algorithm="SHA-256"``), with real challenges,
 nonce bookkeeping (``nc`` must grow: replays fail) and `expire_nonces()` to
-make the next request meet ``stale=true``.
+make the next request meet ``stale=true``; or ``auth="query"``: the
+credentials in the URL's query string, ``?user=...&pwd=...`` (as Foscam-style
+IP cameras take them; 401 without a challenge otherwise). ``auth`` may be
+changed between requests (a camera that stops offering digest).
 
 Connections are counted at the TCP level by wrapping the protocol factory
 given to ``loop.create_server``: a client that connects and hangs up without
@@ -69,6 +83,7 @@ import asyncio
 import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+import functools
 import hashlib
 import json
 import logging
@@ -77,8 +92,10 @@ import random
 import secrets
 import ssl
 from typing import TYPE_CHECKING, Any, Final, cast
+import zlib
 
 from aiohttp import web
+from aiohttp.http import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 
 from custom_components.printcam.mjpeg import read_header_value
@@ -95,6 +112,7 @@ __all__ = [
     "ConnectionRecord",
     "MjpegPrinter",
     "RequestRecord",
+    "gzip_bomb",
     "self_signed_ssl_context",
 ]
 
@@ -127,6 +145,9 @@ MODES: Final = frozenset(
         "status_500",
         "not_mjpeg",
         "single_jpeg",
+        "header_drip",
+        "header_flood",
+        "gzip_bomb",
     }
 )
 """Every mode name (``drop_after`` is written ``drop_after:N``)."""
@@ -138,6 +159,14 @@ HTML_PAGE: Final = (
     b"<body><h1>Printer web interface</h1></body></html>\n"
 )
 SLOW_FPS: Final = 1.0
+HEADER_DRIP_INTERVAL: Final = 0.3
+"""``header_drip``: seconds between two header lines."""
+HEADER_FLOOD_BYTES: Final = 64 * 1024 * 1024
+"""``header_flood``: bytes of header lines by default."""
+GZIP_BOMB_SIZE: Final = 256 * 1024 * 1024
+"""``gzip_bomb``: zero bytes the body inflates to after its part, by default."""
+_FLOOD_LINE: Final = b"X-Flood: " + b"f" * 8000 + b"\r\n"
+_AUTH_SCHEMES: Final = ("basic", "digest", "query")
 CLOSE_TIMEOUT: Final = 5.0
 """How long `close()` waits for the connections to close."""
 _ABORT_AFTER: Final = 1.0
@@ -296,6 +325,8 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         seed: int = 0,
         record_frames: bool = True,
         shared_clock: bool = False,
+        header_flood_bytes: int = HEADER_FLOOD_BYTES,
+        gzip_bomb_size: int = GZIP_BOMB_SIZE,
     ) -> None:
         """Configure the printer; nothing listens before `start()`.
 
@@ -305,8 +336,8 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         """
         if fps <= 0:
             raise ValueError("fps must be positive")
-        if auth not in ("basic", "digest"):
-            raise ValueError("auth must be 'basic' or 'digest'")
+        if auth not in _AUTH_SCHEMES:
+            raise ValueError("auth must be 'basic', 'digest' or 'query'")
         if digest_algorithm not in _HASHES:
             raise ValueError(f"digest_algorithm must be one of {sorted(_HASHES)}")
         self._frames = frames
@@ -329,6 +360,8 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         """Keep every frame sent (tests); a long-running demo turns it off."""
         self.shared_clock = shared_clock
         """Send on one clock's ticks for every stream (see the module docstring)."""
+        self.header_flood_bytes = header_flood_bytes
+        self.gzip_bomb_size = gzip_bomb_size
         self._clock_epoch: float | None = None
 
         super().__init__()
@@ -346,6 +379,9 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         self.stills_sent: list[bytes] = []
         self.frames_count = 0
         """Stream frames sent (also counted when `record_frames` is off)."""
+        self.hostile_head_bytes = 0
+        """Bytes of never-ending or flooding response heads sent
+        (``header_drip``, ``header_flood``)."""
 
         self._frame_index = 0
         self._timestamp = 1_700_000_000.0
@@ -430,6 +466,7 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
             "auth_failures": self.auth_failures,
             "active_streams": self.active_streams,
             "frames_sent": self.frames_count,
+            "hostile_head_bytes": self.hostile_head_bytes,
             "paused": self.paused,
         }
 
@@ -528,8 +565,14 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
                 return web.Response(
                     status=status, text=f"error {status}", headers=headers
                 )
+        if "header_drip" in flags:
+            return await self._drip(request, record)
+        if "gzip_bomb" in flags:
+            return self._gzip_bomb(record, flags, stream=stream)
         if "not_mjpeg" in flags:
             return web.Response(body=HTML_PAGE, content_type="text/html")
+        if "header_flood" in flags and not stream:
+            return await self._flood(request, record, flags, stream=False)
         if not stream or "single_jpeg" in flags:
             jpeg = self._next_frame()
             if self.record_frames:
@@ -541,7 +584,102 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
             self.rejected_connections += 1
             return web.Response(status=503, text="too many clients")
         entry.status = 200
+        if "header_flood" in flags:
+            return await self._flood(request, record, flags, stream=True)
         return await self._stream(request, record, flags)
+
+    # ------------------------------------------------------ hostile cameras
+
+    async def _drip(
+        self, request: web.BaseRequest, record: ConnectionRecord
+    ) -> web.StreamResponse:
+        """Send a response head one line at a time, never ending it."""
+        writer = StreamWriter(request.protocol, asyncio.get_running_loop())
+        line = b"HTTP/1.1 200 OK\r\n"
+        count = 0
+        try:
+            while not self._closing:
+                await self._write_head(writer, line)
+                count += 1
+                line = f"X-Drip-{count}: {count}\r\n".encode()
+                await asyncio.sleep(HEADER_DRIP_INTERVAL)
+        except _HangUp:
+            pass
+        return self._hang_up_raw(request, record)
+
+    async def _flood(
+        self,
+        request: web.BaseRequest,
+        record: ConnectionRecord,
+        flags: _Flags,
+        *,
+        stream: bool,
+    ) -> web.StreamResponse:
+        """Send ``header_flood_bytes`` of header lines, then the stream or a still.
+
+        Written as the client reads (it is a client's memory being tested,
+        not the simulator's).
+        """
+        writer = StreamWriter(request.protocol, asyncio.get_running_loop())
+        block = _FLOOD_LINE * 32
+        try:
+            await self._write_head(writer, b"HTTP/1.0 200 OK\r\n")
+            left = self.header_flood_bytes
+            while left > 0 and not self._closing:
+                data = block[:left]
+                await self._write_head(writer, data)
+                left -= len(data)
+            if not stream:
+                jpeg = self._next_frame()
+                if self.record_frames:
+                    record.stills.append(jpeg)
+                    self.stills_sent.append(jpeg)
+                await self._write_head(
+                    writer,
+                    b"Content-Type: image/jpeg\r\nContent-Length: "
+                    + str(len(jpeg)).encode()
+                    + b"\r\n\r\n"
+                    + jpeg,
+                )
+                return self._hang_up_raw(request, record)
+        except _HangUp:
+            return self._hang_up_raw(request, record)
+        return await self._stream(request, record, flags, head_sent=True)
+
+    async def _write_head(self, writer: StreamWriter, data: bytes) -> None:
+        try:
+            await writer.write(data)
+        except ConnectionError as err:
+            raise _HangUp from err
+        self.hostile_head_bytes += len(data)
+        self._changed()
+
+    def _hang_up_raw(
+        self, request: web.BaseRequest, record: ConnectionRecord
+    ) -> web.StreamResponse:
+        self._on_hang_up(record, "server")
+        if request.transport is not None:
+            request.transport.close()
+        return _DoneResponse()
+
+    def _gzip_bomb(
+        self, record: ConnectionRecord, flags: _Flags, *, stream: bool
+    ) -> web.StreamResponse:
+        """Answer a gzip body that inflates to one frame and a sea of zeros."""
+        jpeg = numbered_jpeg(0)
+        if self.record_frames:
+            (record.frames if stream else record.stills).append(jpeg)
+            (self.frames_sent if stream else self.stills_sent).append(jpeg)
+        if stream:
+            self.frames_count += 1
+            content_type = self._content_type(flags)
+            prefix = self._encode_part(jpeg, flags, b"image/jpeg")
+        else:
+            content_type, prefix = "image/jpeg", jpeg
+        return web.Response(
+            body=gzip_bomb(prefix, self.gzip_bomb_size),
+            headers={"Content-Type": content_type, "Content-Encoding": "gzip"},
+        )
 
     def _check_auth(self, request: web.BaseRequest) -> web.Response | None:
         """Return a 401 response unless the request carries the right credentials."""
@@ -549,6 +687,11 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
             return None
         header = request.headers.get("Authorization", "")
         stale = False
+        if self.auth == "query":
+            if self._query_ok(request):
+                return None
+            self.auth_failures += 1
+            return web.Response(status=401, text="unauthorized")
         if self.auth == "basic":
             ok = self._basic_ok(header)
             challenge = f'Basic realm="{self.realm}"'
@@ -561,6 +704,13 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         return web.Response(
             status=401, text="unauthorized", headers={"WWW-Authenticate": challenge}
         )
+
+    def _query_ok(self, request: web.BaseRequest) -> bool:
+        user = request.query.get("user", "")
+        password = request.query.get("pwd", "")
+        return secrets.compare_digest(
+            user.encode(), (self.username or "").encode()
+        ) and secrets.compare_digest(password.encode(), (self.password or "").encode())
 
     def _basic_ok(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")
@@ -711,20 +861,31 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         return self._clock_epoch + ticks / fps
 
     async def _stream(
-        self, request: web.BaseRequest, record: ConnectionRecord, flags: _Flags
+        self,
+        request: web.BaseRequest,
+        record: ConnectionRecord,
+        flags: _Flags,
+        *,
+        head_sent: bool = False,
     ) -> web.StreamResponse:
-        """Send frames until the client or a control hangs up."""
+        """Send frames until the client or a control hangs up.
+
+        ``head_sent``: an HTTP/1.0 status line and headers were written
+        already (``header_flood``); the head is ended here.
+        """
         transport = request.transport
         if transport is None:  # the client is already gone
             return _DoneResponse()
         fps = SLOW_FPS if "slow" in flags else self.fps
-        raw = "http10_close" in flags
+        raw = head_sent or "http10_close" in flags
         response: web.StreamResponse | None = None
         if raw:
             # aiohttp answers an HTTP/1.1 request with HTTP/1.1 (chunked), so
             # write the close-delimited HTTP/1.0 response to the socket.
+            status = b"" if head_sent else b"HTTP/1.0 200 OK\r\n"
             transport.write(
-                b"HTTP/1.0 200 OK\r\nServer: printer-sim\r\nContent-Type: "
+                status
+                + b"Server: printer-sim\r\nContent-Type: "
                 + self._content_type(flags).encode()
                 + b"\r\n\r\n"
             )
@@ -794,6 +955,23 @@ class MjpegPrinter(CountingPrinter[ConnectionRecord]):
         self._on_hang_up(record, "server")
         transport.close()
         return _DoneResponse()
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(prefix: bytes, size: int) -> bytes:
+    """Return gzip data that inflates to ``prefix`` and then ``size`` zero bytes.
+
+    At the strongest compression 256 MiB of zeros take about 255 KB.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [compressor.compress(prefix)]
+    block = bytes(min(size, 1 << 20))
+    left = size
+    while left > 0:
+        out.append(compressor.compress(block[:left]))
+        left -= len(block)
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 def self_signed_ssl_context(common_name: str = "printer.local") -> ssl.SSLContext:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import zlib
 
 import aiohttp
 from PIL import Image
@@ -36,7 +37,11 @@ PASSWORD = "p4ss"
 
 
 async def raw_get(
-    printer: MjpegPrinter, path: str, *, parts: int | None = None
+    printer: MjpegPrinter,
+    path: str,
+    *,
+    parts: int | None = None,
+    limit: int = 2**16,
 ) -> tuple[bytes, bytes]:
     """Send an HTTP/1.0 request; return (head, body).
 
@@ -44,7 +49,9 @@ async def raw_get(
     delimiter after them has arrived). HTTP/1.0 keeps the body free of chunk
     framing, so it shows the exact bytes of the multipart stream.
     """
-    reader, writer = await asyncio.open_connection(printer.host, printer.port)
+    reader, writer = await asyncio.open_connection(
+        printer.host, printer.port, limit=limit
+    )
     try:
         writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
@@ -233,7 +240,7 @@ async def test_accept_before_start_fails() -> None:
 def test_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
         MjpegPrinter(fps=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'basic', 'digest' or 'query'"):
         MjpegPrinter(auth="ntlm")
     with pytest.raises(ValueError):
         MjpegPrinter(digest_algorithm="SHA-1")
@@ -453,6 +460,121 @@ async def test_not_mjpeg_single_jpeg_snapshot_status_and_404(
     assert status["mode"] == "good"
 
 
+# ------------------------------------------------------- hostile cameras
+
+
+async def read_head_lines(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    return [await reader.readline() for _ in range(count)]
+
+
+async def test_header_drip_sends_a_head_that_never_ends(
+    make_mjpeg_printer: PrinterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mjpeg_server, "HEADER_DRIP_INTERVAL", 0.01)
+    printer = await make_mjpeg_printer(mode="header_drip")
+    for path in ("/stream", "/snapshot"):
+        reader, writer = await asyncio.open_connection(printer.host, printer.port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        lines = await read_head_lines(reader, 4)
+        assert lines == [
+            b"HTTP/1.1 200 OK\r\n",
+            b"X-Drip-1: 1\r\n",
+            b"X-Drip-2: 2\r\n",
+            b"X-Drip-3: 3\r\n",
+        ]
+        writer.close()
+        await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.hostile_head_bytes >= 2 * sum(map(len, lines))
+    assert printer.frames_sent == []
+    assert printer.status()["hostile_head_bytes"] == printer.hostile_head_bytes
+
+
+async def test_header_drip_ends_when_the_printer_closes(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    printer = await make_mjpeg_printer(mode="header_drip")
+    reader, writer = await asyncio.open_connection(printer.host, printer.port)
+    writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await reader.readline() == b"HTTP/1.1 200 OK\r\n"
+    await printer.close()
+    assert printer.live_connections == []
+    writer.close()
+
+
+async def test_header_flood_then_a_stream_or_a_still(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    flood = 1024 * 1024
+    printer = await make_mjpeg_printer(mode="header_flood", header_flood_bytes=flood)
+    head, body = await raw_get(printer, "/stream", parts=2, limit=2 * flood)
+    assert head.startswith(b"HTTP/1.0 200 OK\r\nX-Flood: ffff")
+    assert len(head) > flood
+    # Every line stays under aiohttp's 8190-byte limit: only their number floods.
+    assert max(map(len, head.split(b"\r\n"))) < 8190
+    assert head.endswith(
+        b"Content-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
+    )
+    assert body.startswith(part(printer.frames_sent[0]) + part(printer.frames_sent[1]))
+    head, body = await raw_get(printer, "/snapshot", limit=2 * flood)
+    assert len(head) > flood
+    assert head.endswith(
+        f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    )
+    assert body == printer.stills_sent[0]
+    assert printer.hostile_head_bytes > 2 * flood
+
+
+async def test_header_flood_stops_when_the_client_hangs_up(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    printer = await make_mjpeg_printer(mode="header_flood")
+    reader, writer = await asyncio.open_connection(printer.host, printer.port)
+    writer.write(b"GET /stream HTTP/1.0\r\n\r\n")
+    assert len(await reader.readexactly(100_000)) == 100_000
+    writer.close()
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    # Written as the client read: nowhere near the 64 MiB.
+    assert printer.hostile_head_bytes < mjpeg_server.HEADER_FLOOD_BYTES // 4
+    assert printer.frames_sent == []
+
+
+async def test_gzip_bomb_inflates_to_a_part_and_zeros(
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    size = 1024 * 1024
+    printer = await make_mjpeg_printer(mode="gzip_bomb", gzip_bomb_size=size)
+    for url, prefix in (
+        (printer.url, part(numbered_jpeg(0))),
+        (printer.still_url, numbered_jpeg(0)),
+    ):
+        # Advertised as gzip whatever the client accepts.
+        async with session.get(
+            url, auto_decompress=False, headers={"Accept-Encoding": "identity"}
+        ) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            compressed = await response.read()
+        assert len(compressed) < size // 500
+        inflated = zlib.decompress(compressed, 16 + zlib.MAX_WBITS)
+        assert inflated == prefix + bytes(size)
+    assert (
+        response.headers["Content-Type"] == "image/jpeg"
+    )  # the still; the stream was multipart
+    assert printer.frames_sent == printer.stills_sent == [numbered_jpeg(0)]
+    assert printer.frames_count == 1
+
+
+def test_the_default_gzip_bomb_is_255_kb_for_256_mib() -> None:
+    bomb = mjpeg_server.gzip_bomb(b"x", mjpeg_server.GZIP_BOMB_SIZE)
+    assert 250_000 < len(bomb) < 270_000
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    total = 0
+    data = bomb
+    while data:
+        total += len(inflater.decompress(data, 1 << 24))
+        data = inflater.unconsumed_tail
+    assert total == 1 + 256 * 1024 * 1024
+
+
 async def test_frames_from_a_sequence_or_a_function(
     make_mjpeg_printer: PrinterFactory,
 ) -> None:
@@ -572,6 +694,30 @@ async def test_basic_auth(
         ) as response:
             assert response.status == 401
     assert printer.auth_failures == 5
+
+
+async def test_query_auth(
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="query", mode="single_jpeg"
+    )
+    for query, status in [
+        ("", 401),
+        ("?user=maker&pwd=wrong", 401),
+        ("?user=other&pwd=p4ss", 401),
+        ("?user=maker&pwd=p4ss", 200),
+    ]:
+        async with session.get(printer.url + query) as response:
+            assert response.status == status
+            assert "WWW-Authenticate" not in response.headers
+    # Basic does not count here.
+    async with session.get(
+        printer.url, auth=aiohttp.BasicAuth("maker", "p4ss")
+    ) as response:
+        assert response.status == 401
+    assert printer.auth_failures == 4
+    assert printer.requests[3].path == "/stream?user=maker&pwd=p4ss"
 
 
 def digest_header(
