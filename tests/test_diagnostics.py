@@ -27,8 +27,9 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.printcam.const import DOMAIN
-from custom_components.printcam.diagnostics import REDACTED, _scrub, _secrets
-from custom_components.printcam.families.mjpeg import normalize_url
+from custom_components.printcam.diagnostics import _scrub, _secrets
+from custom_components.printcam.families.mjpeg import legacy_unique_id, normalize_url
+from custom_components.printcam.redact import REDACTED
 from custom_components.printcam.sources.base import Backoff
 from printer_sim.mjpeg_server import MjpegPrinter
 
@@ -39,7 +40,9 @@ PASSWORD = "pw-S3cret-9xQk"
 WRONG_PASSWORD = "pw-Wr0ng-4mZt"
 ACCESS_CODE = "ac-31337-code"
 API_KEY = "key-abcdef-12345"
-SECRETS = (USERNAME, PASSWORD, WRONG_PASSWORD, ACCESS_CODE, API_KEY)
+AT_PASSWORD = "at@Pw-7x@Qk5"
+"""A password with raw "@" in it: no part of it may show."""
+SECRETS = (USERNAME, PASSWORD, WRONG_PASSWORD, ACCESS_CODE, API_KEY, AT_PASSWORD)
 STREAM = "/api/camera_proxy_stream/camera.printer"
 STILL = "/api/camera_proxy/camera.printer"
 
@@ -56,6 +59,7 @@ def _forms(secret: str) -> set[str]:
 
 def _leaks(text: str) -> list[str]:
     found = [s for s in SECRETS for form in _forms(s) if form in text]
+    found += [part for part in ("Pw-7x", "Qk5") if part in text]
     basic = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
     if basic in text:
         found.append("basic auth header")
@@ -224,6 +228,47 @@ async def test_wrong_password_is_auth_failed_without_leaking_it(
     assert not _leaks(entry.reason or "")
 
 
+async def test_credentials_only_in_urls_query_and_raw_at(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, socket_enabled: None
+) -> None:
+    """Credentials in the query string and a password with raw "@" never show.
+
+    No username/password fields: only the URLs carry them, and the entry was
+    added before unique ids left query credentials out.
+    """
+    async with MjpegPrinter(username=USERNAME, password=PASSWORD, auth="query") as cam:
+        query = f"?user={USERNAME}&pwd={PASSWORD}"
+        url = cam.url + query
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title="Printer",
+            data={
+                "kind": "mjpeg",
+                "url": url,
+                "still_url": cam.still_url.replace("://", f"://me:{AT_PASSWORD}@")
+                + query,
+                "verify_ssl": True,
+            },
+            unique_id=legacy_unique_id(url),
+        )
+        entry = await _setup(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+        client = await hass_client()
+        # A still while idle goes through the still URL.
+        assert (await client.get(STILL)).status == 200
+        assert cam.requests[-1].path == f"/snapshot{query}"
+        result = await _diagnostics(hass, hass_client, entry)
+        redacted = f"?user={REDACTED}&pwd={REDACTED}"
+        base = f"http://127.0.0.1:{cam.port}"
+        assert result["entry"]["data"]["url"] == f"{base}/stream{redacted}"
+        assert result["entry"]["data"]["still_url"] == (
+            f"http://{REDACTED}@127.0.0.1:{cam.port}/snapshot{redacted}"
+        )
+        assert result["entry"]["unique_id"] == f"{base}/stream{redacted}"
+        assert normalize_url(url) == f"{base}/stream"
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 def test_scrub_redacts_url_user_info_and_secret_strings() -> None:
     data = {
         "url": f"http://{USERNAME}:{PASSWORD}@h/s",
@@ -237,6 +282,7 @@ def test_scrub_redacts_url_user_info_and_secret_strings() -> None:
     scrubbed = _scrub(
         {
             "error": f"boom at https://x:y@h/ with {API_KEY}",
+            "query": f"http://h/?pwd=p{AT_PASSWORD}&user=u and http://a:{AT_PASSWORD}@h/",
             "list": [f"{PASSWORD}!", ("abc",)],
             "n": 3,
         },
@@ -244,6 +290,7 @@ def test_scrub_redacts_url_user_info_and_secret_strings() -> None:
     )
     assert scrubbed == {
         "error": f"boom at https://{REDACTED}@h/ with {REDACTED}",
+        "query": f"http://h/?pwd={REDACTED}&user={REDACTED} and http://{REDACTED}@h/",
         "list": [f"{REDACTED}!", ["abc"]],
         "n": 3,
     }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, SOURCE_ZEROCONF
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.printcam import discovery
+from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.families import (
     FAMILIES,
     Family,
@@ -18,6 +22,8 @@ from custom_components.printcam.families import (
 from custom_components.printcam.families.bambu import BambuFamily
 from custom_components.printcam.families.mjpeg import (
     MjpegFamily,
+    async_migrate_unique_id,
+    legacy_unique_id,
     normalize_url,
     valid_http_url,
 )
@@ -80,8 +86,43 @@ def test_normalize_url() -> None:
     assert normalize_url("http://[::1]:8080/s") == "http://[::1]:8080/s"
 
 
+def test_normalize_url_leaves_credentials_out() -> None:
+    foscam = "http://cam/cgi-bin/CGIStream.cgi?cmd=GetMJStream&usr=admin&pwd={}"
+    assert normalize_url(foscam.format("s3cret")) == (
+        "http://cam/cgi-bin/CGIStream.cgi?cmd=GetMJStream"
+    )
+    # Two cameras that differ only by a credential are the same camera.
+    assert normalize_url(foscam.format("a")) == normalize_url(foscam.format("b"))
+    assert normalize_url("http://cam/?user=a&pwd=b") == "http://cam/"
+    assert normalize_url("http://cam/s?token=t#x") == "http://cam/s"
+    # A raw "@" in the password: the host is still the host.
+    assert normalize_url("http://admin:p@ss@Cam:80/s") == "http://cam/s"
+    # What the old identity kept.
+    assert legacy_unique_id(foscam.format("s3cret")) == foscam.format("s3cret")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://printer.local/webcam/?action=stream",
+        "HTTP://User:pw@Printer.local:80",
+        " https://h:443/a?b=1#x ",
+        "http://h:8080/stream?a=%41&b=2&&c",
+        "http://[::1]:8080/s?action=snapshot",
+        "http://10.0.0.5:3031/video",
+    ],
+)
+def test_unique_ids_without_query_credentials_did_not_change(url: str) -> None:
+    """Existing entries keep their unique id unless it carried a credential."""
+    assert normalize_url(url) == legacy_unique_id(url)
+
+
 def test_unique_ids() -> None:
     assert MjpegFamily().unique_id(MJPEG) == "http://printer.local/stream"
+    assert (
+        MjpegFamily().unique_id({**MJPEG, "url": "http://h/?action=stream&pwd=x"})
+        == "http://h/?action=stream"
+    )
     assert BambuFamily().unique_id({**BAMBU, "serial": "01p00a1"}) == "01P00A1"
 
 
@@ -178,3 +219,103 @@ def test_only_bambu_claims_its_announcements() -> None:
     assert BambuFamily().discovered(SOURCE_ZEROCONF, info) is None
     assert BambuFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, object()) is None
     assert MjpegFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, info) is None
+
+
+# --------------------------------------- MJPEG: identities made before 1.2
+
+LEGACY_URL = "http://cam.local/cgi?cmd=GetMJStream&usr=admin&pwd=hunter2-Xq"
+LEGACY_ID = LEGACY_URL
+NEW_ID = "http://cam.local/cgi?cmd=GetMJStream"
+
+
+def _legacy_entry(hass: HomeAssistant, **kwargs: Any) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Cam",
+        data={"kind": "mjpeg", "url": LEGACY_URL, "verify_ssl": True},
+        **{"unique_id": LEGACY_ID, **kwargs},
+    )
+    entry.add_to_hass(hass)
+    return entry
+
+
+async def test_migrate_unique_id_moves_entry_device_and_entities(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    entry = _legacy_entry(hass)
+    devices, entities = dr.async_get(hass), er.async_get(hass)
+    device = devices.async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, LEGACY_ID), ("other", "keep")},
+    )
+    sensor = entities.async_get_or_create(
+        "sensor",
+        DOMAIN,
+        f"{LEGACY_ID}_stream_state",
+        config_entry=entry,
+        suggested_object_id="cam_stream_state",
+    )
+    odd = entities.async_get_or_create("sensor", DOMAIN, "odd", config_entry=entry)
+    caplog.clear()
+    assert async_migrate_unique_id(hass, entry)
+    assert entry.unique_id == NEW_ID
+    moved = entities.async_get(sensor.entity_id)
+    assert moved is not None
+    assert moved.unique_id == f"{NEW_ID}_stream_state"
+    assert moved.entity_id == sensor.entity_id == "sensor.cam_stream_state"
+    assert entities.async_get(odd.entity_id).unique_id == "odd"  # type: ignore[union-attr]
+    updated = devices.async_get(device.id)
+    assert updated is not None
+    assert updated.identifiers == {(DOMAIN, NEW_ID), ("other", "keep")}
+    # Done once; the new id finds the entry (duplicate detection).
+    assert not async_migrate_unique_id(hass, entry)
+    assert hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, NEW_ID) is entry
+    assert "hunter2" not in caplog.text
+
+
+async def test_migrate_unique_id_without_device_or_entities(
+    hass: HomeAssistant,
+) -> None:
+    entry = _legacy_entry(hass)
+    assert async_migrate_unique_id(hass, entry)
+    assert entry.unique_id == NEW_ID
+
+
+async def test_migrate_unique_id_leaves_a_duplicate_alone(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    MockConfigEntry(
+        domain=DOMAIN,
+        data={"kind": "mjpeg", "url": NEW_ID},
+        unique_id=NEW_ID,
+    ).add_to_hass(hass)
+    entry = _legacy_entry(hass)
+    assert not async_migrate_unique_id(hass, entry)
+    assert entry.unique_id == LEGACY_ID
+    assert "another entry is the same camera" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("data", "unique_id"),
+    [
+        ({"kind": "mjpeg", "url": LEGACY_URL}, NEW_ID),  # already current
+        ({"kind": "mjpeg", "url": LEGACY_URL}, None),
+        ({"kind": "mjpeg", "url": LEGACY_URL}, "something-else"),
+        ({"kind": "mjpeg", "url": "not a url"}, LEGACY_ID),
+        ({"kind": "mjpeg"}, LEGACY_ID),
+        (BAMBU, LEGACY_ID),
+        (
+            {"kind": "mjpeg", "url": "http://h/?action=stream"},
+            "http://h/?action=stream",
+        ),
+    ],
+)
+async def test_migrate_unique_id_leaves_other_entries_alone(
+    hass: HomeAssistant, data: dict[str, Any], unique_id: str | None
+) -> None:
+    entry = MockConfigEntry(domain=DOMAIN, data=data, unique_id=unique_id)
+    entry.add_to_hass(hass)
+    assert not async_migrate_unique_id(hass, entry)
+    assert entry.unique_id == unique_id

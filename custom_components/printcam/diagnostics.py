@@ -1,32 +1,32 @@
 """Diagnostics of a PrintCam entry: the entry, the stream and its source.
 
-Secrets never leave: fields named like credentials are redacted by key, the
-user info of every URL (``http://user:pass@host``) is redacted, and as a
-last net every configured secret string is replaced wherever it would still
-appear (an error message, a unique id).
+Secrets never leave: fields named like credentials are redacted by key,
+every URL in every string loses its user info (``http://user:pass@host``,
+also with a raw ``@`` in the password) and the values of its credential
+query parameters (``?user=...&pwd=...``), and as a last net every configured
+secret string is replaced wherever it would still appear (an error message,
+a unique id). The rules are `redact`'s, shared with the sources.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-import re
 from typing import Any, Final
 
-from homeassistant.components.diagnostics import REDACTED, async_redact_data
+from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
-import yarl
 
 from .const import CONF_PASSWORD, CONF_STILL_URL, CONF_USERNAME
 from .data import PrintCamConfigEntry
+from .redact import redact_text, url_secrets
 from .stream import PrintCamStream, StreamSnapshot
 from .viewer import TransportViewer
 
 TO_REDACT: Final = frozenset({CONF_PASSWORD, CONF_USERNAME, "access_code", "api_key"})
 MIN_SECRET_LENGTH: Final = 4
 """Shorter secrets are redacted by key and in URLs, not searched in text."""
-_URL_USERINFO: Final = re.compile(r"(?<=://)[^\s/?#@]+@")
 
 
 def _timestamp(value: float | None) -> str | None:
@@ -67,12 +67,7 @@ def _secrets(data: Mapping[str, Any]) -> list[str]:
         if key in TO_REDACT:
             found.add(value)
         elif "://" in value:
-            try:
-                url = yarl.URL(value)
-            except (TypeError, ValueError):
-                continue
-            parts = (url.raw_user, url.user, url.raw_password, url.password)
-            found.update(part for part in parts if part)
+            found.update(url_secrets(value))
     return sorted(
         (secret for secret in found if len(secret) >= MIN_SECRET_LENGTH),
         key=len,
@@ -81,12 +76,9 @@ def _secrets(data: Mapping[str, Any]) -> list[str]:
 
 
 def _scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """Redact URL user info and secret strings in every string of `value`."""
+    """Redact URL credentials and secret strings in every string of `value`."""
     if isinstance(value, str):
-        value = _URL_USERINFO.sub(f"{REDACTED}@", value)
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
+        return redact_text(value, secrets)
     if isinstance(value, Mapping):
         return {key: _scrub(item, secrets) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -2,15 +2,19 @@
 
 Entry data: ``{"kind": "mjpeg", "url", "still_url"?, "username"?,
 "password"?, "verify_ssl"}``, titled with the name the user gave. The unique
-id is the normalised stream URL, so one camera cannot be added twice.
+id is the normalised stream URL without credentials, so one camera cannot be
+added twice, whatever credentials its URL carries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+import logging
 from typing import Any, Final
 
-from homeassistant.core import HomeAssistant
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
@@ -31,13 +35,17 @@ from custom_components.printcam.const import (
     CONF_USERNAME,
     CONF_VERIFY_SSL,
     DEFAULT_VERIFY_SSL,
+    DOMAIN,
     KIND_MJPEG,
     STILL_TIMEOUT,
 )
+from custom_components.printcam.redact import redact_url, strip_credential_params
 from custom_components.printcam.sources import FrameSource
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 
 from .base import PASSWORD, TEXT, Draft, Family, FormError, InvalidConfig, StillFetcher
+
+_LOGGER = logging.getLogger(__name__)
 
 DEFAULT_NAME: Final = "3D printer"
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -64,11 +72,27 @@ def valid_http_url(url: object) -> bool:
 
 
 def normalize_url(url: str) -> str:
-    """Return the stream URL as a stable identity.
+    """Return the stream URL as a stable identity, without credentials.
 
-    Credentials, fragment and a default port are dropped; scheme and host
-    are lowercased; an empty path becomes "/".
+    User info, credential query parameters (``?user=...&pwd=...``, see
+    `redact.is_credential_key`), fragment and a default port are dropped;
+    scheme and host are lowercased; an empty path becomes "/". Every other
+    query parameter stays as written, so a URL without credentials in its
+    query gives the same identity as it always did.
     """
+    return _normalize(url, keep_credentials=False)
+
+
+def legacy_unique_id(url: str) -> str:
+    """Return the identity PrintCam stored before it left credentials out.
+
+    The same as `normalize_url`, but with the credential query parameters
+    (and their values) kept.
+    """
+    return _normalize(url, keep_credentials=True)
+
+
+def _normalize(url: str, *, keep_credentials: bool) -> str:
     parsed = yarl.URL(url.strip())
     scheme = parsed.scheme.lower()
     netloc = (parsed.host or "").lower()
@@ -76,8 +100,57 @@ def normalize_url(url: str) -> str:
         netloc = f"[{netloc}]"
     if parsed.explicit_port not in (None, _DEFAULT_PORTS.get(scheme)):
         netloc += f":{parsed.explicit_port}"
-    query = f"?{parsed.raw_query_string}" if parsed.raw_query_string else ""
+    query = parsed.raw_query_string
+    if not keep_credentials:
+        query = strip_credential_params(query)
+    query = f"?{query}" if query else ""
     return f"{scheme}://{netloc}{parsed.raw_path or '/'}{query}"
+
+
+@callback
+def async_migrate_unique_id(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Take credentials out of an MJPEG entry's identity; True if it changed.
+
+    An entry added before credentials were left out of unique ids, whose
+    stream URL carries credentials in its query, has them in its unique id, in its device's identifier and
+    in its entities' unique ids (`entity.device_id_for`). This rewrites all
+    three to `normalize_url`, keeping every entity id, name and history, so
+    duplicate detection and reconfigure (which compare against
+    `MjpegFamily.unique_id`) keep working. Entries whose unique id is
+    already current, or not the one PrintCam stored, are left alone; so is
+    an entry whose new identity another entry already has (the same camera
+    added twice with different credentials): that one is logged.
+    """
+    old, url = entry.unique_id, entry.data.get(CONF_URL)
+    if not old or entry.data.get(CONF_KIND) != KIND_MJPEG or not valid_http_url(url):
+        return False
+    assert isinstance(url, str)  # noqa: S101 - valid_http_url checked it
+    new = normalize_url(url)
+    if old == new or old != legacy_unique_id(url):
+        return False
+    if hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, new) is not None:
+        _LOGGER.warning(
+            "%s keeps its old unique id: another entry is the same camera (%s)",
+            entry.title,
+            redact_url(new),
+        )
+        return False
+    entities = er.async_get(hass)
+    for entity in er.async_entries_for_config_entry(entities, entry.entry_id):
+        if entity.unique_id.startswith(f"{old}_"):
+            entities.async_update_entity(
+                entity.entity_id,
+                new_unique_id=new + entity.unique_id.removeprefix(old),
+            )
+    devices = dr.async_get(hass)
+    if device := devices.async_get_device(identifiers={(DOMAIN, old)}):
+        devices.async_update_device(
+            device.id,
+            new_identifiers=(device.identifiers - {(DOMAIN, old)}) | {(DOMAIN, new)},
+        )
+    hass.config_entries.async_update_entry(entry, unique_id=new)
+    _LOGGER.info("%s: credentials removed from its unique id", entry.title)
+    return True
 
 
 def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +194,7 @@ class MjpegFamily(Family):
             raise InvalidConfig("the still URL is not an http(s) URL with a host")
 
     def unique_id(self, data: Mapping[str, Any]) -> str:
-        """Return the normalised stream URL."""
+        """Return the normalised stream URL, without credentials."""
         return normalize_url(data[CONF_URL])
 
     def create_source(
