@@ -20,8 +20,10 @@ from aiohttp.client_reqrep import ConnectionKey
 import pytest
 from yarl import URL
 
+from custom_components.printcam.redact import REDACTED
 from custom_components.printcam.sources import base, mjpeg_http
 from custom_components.printcam.sources.base import (
+    AuthDowngrade,
     Backoff,
     CannotConnect,
     FrameSource,
@@ -33,7 +35,11 @@ from custom_components.printcam.sources.base import (
     SourceTimeout,
 )
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
-from printer_sim import MjpegPrinter, numbered_jpeg, self_signed_ssl_context
+from printer_sim import (
+    MjpegPrinter,
+    numbered_jpeg,
+    self_signed_ssl_context,
+)
 
 from .recorder import Recorder, drain, take
 
@@ -685,7 +691,7 @@ def test_redaction_of_error_messages(session: aiohttp.ClientSession) -> None:
     error = source._translate(OSError(f"boom {PASSWORD}"))
     assert str(error) == "cannot talk to cam: OSError"
     source._secrets.append("cam")
-    assert source._redact("cam cam") == "*** ***"
+    assert source._redact("cam cam") == f"{REDACTED} {REDACTED}"
 
 
 @pytest.mark.parametrize(
@@ -1242,3 +1248,190 @@ def test_body_scanner_sniffing_in_small_chunks() -> None:
     assert scanner.feed(part(numbered_jpeg(7)) + b"--frame\r\n") == [numbered_jpeg(7)]
     scanner.feed(b"<html>" * limit)
     scanner.finish()
+
+
+# ------------------------------------------------------ no auth downgrade
+
+
+async def run_loop(source: FrameSource) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the reconnect loop in a task (cancelled when the test is done)."""
+
+    async def consume() -> None:
+        async for _ in source.frames(asyncio.Event()):
+            pass
+
+    task = asyncio.create_task(consume())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, SourceError):
+            await task
+
+
+looping = contextlib.asynccontextmanager(run_loop)
+
+
+
+def authorizations(printer: MjpegPrinter) -> list[str]:
+    return [r.headers.get("Authorization", "").split(" ")[0] for r in printer.requests]
+
+
+async def test_no_basic_after_digest_for_that_origin(
+    make_mjpeg_printer: PrinterFactory,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    printer = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="digest"
+    )
+    events = Recorder()
+    source = make_source(
+        session, printer.url, username="maker", password=PASSWORD, events=events
+    )
+    await take(source, 1)
+    # Something now answers for the printer and asks for basic only.
+    printer.auth = "basic"
+    with pytest.raises(AuthDowngrade, match="basic authentication after offering"):
+        await drain(source)
+    with pytest.raises(AuthDowngrade):
+        await source.fetch_still(printer.still_url, WAIT)
+    # In the loop: not permanent (no reauth asking for the password again),
+    # retried with backoff, and still never basic.
+    async with looping(source):
+        await events.wait_for(lambda r: r.count("disconnected") >= 2)
+    assert all(isinstance(error, AuthDowngrade) for error in events.errors())
+    retries = [event[2] for event in events.events if event[0] == "disconnected"]
+    assert None not in retries
+    assert "Basic" not in authorizations(printer)
+    assert "not sending the password readable" in caplog.text
+    # The printer does take basic: a source that never saw digest there sends it.
+    fresh = make_source(session, printer.url, username="maker", password=PASSWORD)
+    assert len(await take(fresh, 1)) == 1
+    assert authorizations(printer)[-1] == "Basic"
+    assert issubclass(AuthDowngrade, ProtocolError)
+    assert not AuthDowngrade.permanent
+
+
+async def test_remembered_basic_is_not_sent_after_the_origin_offered_digest(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    challenges = [
+        b'Basic realm="x"',  # 1: plain request
+        None,  # 2: basic answer accepted
+        b'Digest realm="x", nonce="n", algorithm=SHA-512-256',  # 3: to remembered basic
+        b'Basic realm="x"',  # 4: plain request (basic no longer remembered)
+    ]
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        challenge = challenges[len(server.requests) - 1]
+        if challenge is None:
+            writer.write(multipart_head() + part(numbered_jpeg(0)))
+        else:
+            writer.write(
+                b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: "
+                + challenge
+                + b"\r\nContent-Length: 0\r\n\r\n"
+            )
+
+    server = await canned(reply)
+    source = make_source(session, server.url, username="u", password=PASSWORD)
+    assert await drain(source) == [numbered_jpeg(0)]
+    with pytest.raises(InvalidAuth, match="unsupported digest"):
+        await drain(source)
+    with pytest.raises(AuthDowngrade):
+        await drain(source)
+    sent = [b"Authorization: Basic" in request for request in server.requests]
+    assert sent == [False, True, True, False]
+
+
+async def test_basic_still_works_where_digest_was_never_offered(
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    stream = await make_mjpeg_printer(
+        username="maker", password=PASSWORD, auth="digest"
+    )
+    stills = await make_mjpeg_printer(username="maker", password=PASSWORD)
+    source = make_source(session, stream.url, username="maker", password=PASSWORD)
+    await take(source, 1)
+    # Another origin: its own rules.
+    assert await source.fetch_still(stills.still_url, WAIT) == stills.stills_sent[0]
+    assert authorizations(stills) == ["", "Basic"]
+    # Remembered per origin: basic at once there, digest at once here.
+    await source.fetch_still(stills.still_url, WAIT)
+    await take(source, 1)
+    assert authorizations(stills) == ["", "Basic", "Basic"]
+    assert authorizations(stream) == ["", "Digest", "Digest"]
+
+
+# ------------------------------------------------ credentials in the query
+
+
+async def test_credentials_in_the_query_string_never_show(
+    make_mjpeg_printer: PrinterFactory,
+    canned: Callable[..., Awaitable[CannedServer]],
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    printer = await make_mjpeg_printer(
+        username="admin", password=PASSWORD, auth="query"
+    )
+    query = f"?user=admin&pwd={PASSWORD}"
+    source = make_source(session, printer.url + query)
+    assert source.host == f"127.0.0.1:{printer.port}"
+    # Sent as they are: the camera needs them.
+    assert len(await take(source, 1)) == 1
+    assert printer.requests[-1].path == f"/stream{query}"
+    assert await source.fetch_still(printer.still_url + query, WAIT)
+    errors: list[SourceError] = []
+    with pytest.raises(InvalidAuth) as err:
+        await drain(make_source(session, printer.url + "?user=admin&pwd=wrong-one"))
+    errors.append(err.value)
+    # A camera echoing the URL in its reason phrase.
+    echo = await canned(
+        f"HTTP/1.0 500 no stream at /stream{query}\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    source = make_source(session, echo.url + query)
+    with pytest.raises(CannotConnect) as err:
+        await drain(source)
+    errors.append(err.value)
+    assert str(err.value) == (
+        f"127.0.0.1:{echo.port} answered HTTP 500 no stream at "
+        f"/stream?user={REDACTED}&pwd={REDACTED}"
+    )
+    printer.refuse()
+    source = make_source(session, printer.url + query)
+    with pytest.raises(CannotConnect) as err:
+        await drain(source)
+    errors.append(err.value)
+    for error in errors:
+        assert PASSWORD not in str(error)
+    assert PASSWORD not in (source.stats.last_error or "")
+    assert PASSWORD not in caplog.text
+
+
+async def test_a_password_with_a_raw_at_sign(
+    make_mjpeg_printer: PrinterFactory,
+    canned: Callable[..., Awaitable[CannedServer]],
+    session: aiohttp.ClientSession,
+) -> None:
+    password = "p@ss@w0rd-9"
+    printer = await make_mjpeg_printer(
+        username="maker", password=password, auth="digest"
+    )
+    source = make_source(
+        session, f"http://maker:{password}@127.0.0.1:{printer.port}/stream"
+    )
+    assert source.host == f"127.0.0.1:{printer.port}"
+    assert len(await take(source, 1)) == 1
+    echo = await canned(
+        f"HTTP/1.0 500 see http://maker:{password}@cam/\r\n\r\n".encode()
+    )
+    source = make_source(session, f"http://maker:{password}@127.0.0.1:{echo.port}/s")
+    with pytest.raises(CannotConnect) as err:
+        await drain(source)
+    assert str(err.value).endswith(f"see http://{REDACTED}@cam/")
+    for piece in ("p@ss", "ss@w0rd", "w0rd"):
+        assert piece not in str(err.value)
+

@@ -74,6 +74,15 @@ class ProtocolError(SourceError):
     reason = "protocol_error"
 
 
+class AuthDowngrade(ProtocolError):
+    """The camera offered digest authentication before and now only basic.
+
+    Basic sends the password readable to whoever answers: a man in the
+    middle asking for it is the likely reason. The password is never sent
+    so to an origin that offered digest; retrying (with digest) is fine.
+    """
+
+
 class SourceEvents:
     """Listener for what a source does; every method is a no-op by default.
 

@@ -9,10 +9,13 @@ reason.
 
 Authentication: HTTP basic (aiohttp) and digest (RFC 7616 / RFC 2617,
 implemented here because aiohttp has none). The first request goes without
-credentials (or with basic/digest the printer accepted before); a 401
-challenge is answered once. Credentials may come as arguments or in the URL
-(``http://user:pass@host/``); they are stripped from the URL and never appear
-in `host`, logs or error messages.
+credentials (or with basic/digest the origin accepted before); a 401
+challenge is answered once. An origin that once offered digest never gets
+the password in basic (`AuthDowngrade`). Credentials may come as arguments,
+in the URL's user info (``http://user:pass@host/``) or in its query
+(``?user=...&pwd=...``, sent as they are): user info is stripped from the
+URL, and none of them appears in `host`, logs or error messages
+(`redact`).
 
 No Home Assistant imports.
 """
@@ -25,7 +28,7 @@ import hashlib
 import logging
 import re
 import secrets
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import aiohttp
 from aiohttp import hdrs
@@ -38,8 +41,10 @@ from custom_components.printcam.mjpeg import (
     parse_boundary,
     read_header_value,
 )
+from custom_components.printcam.redact import redact_text, url_secrets
 
 from .base import (
+    AuthDowngrade,
     CannotConnect,
     FrameSource,
     InvalidAuth,
@@ -75,6 +80,8 @@ _DROP_REASONS: Final = (
 # Errors of the HTTP client and the network underneath; TimeoutError is an
 # OSError, and aiohttp's timeouts are TimeoutErrors.
 _NETWORK_ERRORS: Final = (aiohttp.ClientError, OSError)
+type _Origin = URL
+type _Remembered = _DigestAuth | Literal["basic"]
 
 
 def _md5(data: bytes) -> str:
@@ -301,24 +308,19 @@ class MjpegHttpSource(FrameSource):
         self._url: URL | None
         url_user = url_password = None
         self._secrets: list[str] = []
+        self._add_secrets(url_secrets(url))
         try:
             parsed = URL(url)
         except (ValueError, TypeError):
             self._url = None
         else:
             url_user, url_password = parsed.user, parsed.password
-            for secret in (parsed.raw_user, parsed.raw_password, url_password):
-                if secret:
-                    self._secrets.append(secret)
             self._url = parsed.with_user(None) if parsed.user is not None else parsed
         if username or password:
             self._username, self._password = username or "", password or ""
         else:
             self._username, self._password = url_user or "", url_password or ""
-        if self._password:
-            self._secrets.append(self._password)
-        # Longest first, so a secret containing another is redacted whole.
-        self._secrets.sort(key=len, reverse=True)
+        self._add_secrets([self._password])
         self._ssl: bool = verify_ssl
         self._read_timeout = read_timeout
         self._timeout = aiohttp.ClientTimeout(
@@ -328,8 +330,10 @@ class MjpegHttpSource(FrameSource):
             sock_read=read_timeout,
         )
         self._max_frame_size = max_frame_size
-        self._basic_accepted = False
-        self._digest: _DigestAuth | None = None
+        self._remembered: dict[_Origin, _Remembered] = {}
+        """Per origin, the authentication it accepted last."""
+        self._digest_origins: set[_Origin] = set()
+        """Origins that offered digest once: never basic for them again."""
 
     @property
     def host(self) -> str:
@@ -441,11 +445,8 @@ class MjpegHttpSource(FrameSource):
             and self._url.is_absolute()
         ):
             parsed = self._url.join(parsed)
+        self._add_secrets(url_secrets(url))
         if parsed.user is not None:
-            for secret in (parsed.raw_user, parsed.raw_password, parsed.password):
-                if secret and secret not in self._secrets:
-                    self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
             parsed = parsed.with_user(None)
         return self._checked_url(parsed)
 
@@ -522,12 +523,18 @@ class MjpegHttpSource(FrameSource):
         )
 
     async def _authorized_get(self, url: URL) -> aiohttp.ClientResponse:
-        """Run the request, answering 401 challenges; return the last response."""
+        """Run the request, answering 401 challenges; return the last response.
+
+        Raises `AuthDowngrade` instead of answering basic where the origin
+        offered digest before.
+        """
+        origin = url.origin()
         has_credentials = bool(self._username or self._password)
-        basic = has_credentials and self._basic_accepted
+        remembered = self._remembered.get(origin) if has_credentials else None
+        basic = remembered == "basic" and origin not in self._digest_origins
         authorization: str | None = None
-        if has_credentials and not basic and self._digest is not None:
-            authorization = self._digest.authorization(hdrs.METH_GET, url)
+        if isinstance(remembered, _DigestAuth):
+            authorization = remembered.authorization(hdrs.METH_GET, url)
         # True once the credentials sent answer a challenge of this very
         # call: a plain 401 to them means they are wrong.
         answered = False
@@ -545,6 +552,8 @@ class MjpegHttpSource(FrameSource):
                 challenges = _parse_challenges(
                     response.headers.getall(hdrs.WWW_AUTHENTICATE, [])
                 )
+                if any(scheme == "digest" for scheme, _ in challenges):
+                    self._digest_origins.add(origin)
                 digest = _pick_digest(challenges)
             finally:
                 # Answered or given up: this response is done either way.
@@ -552,16 +561,26 @@ class MjpegHttpSource(FrameSource):
             if digest is not None and (
                 not answered or digest.get("stale", "").lower() == "true"
             ):
-                self._digest = _DigestAuth(self._username, self._password, digest)
-                authorization, basic = (
-                    self._digest.authorization(hdrs.METH_GET, url),
-                    False,
-                )
+                answer = _DigestAuth(self._username, self._password, digest)
+                self._remembered[origin] = answer
+                authorization = answer.authorization(hdrs.METH_GET, url)
+                basic = False
             elif (
                 digest is None
                 and not basic
                 and any(scheme == "basic" for scheme, _ in challenges)
             ):
+                if origin in self._digest_origins:
+                    _LOGGER.warning(
+                        "%s offered digest authentication before and now only "
+                        "basic; not sending the password readable",
+                        self.host,
+                    )
+                    raise AuthDowngrade(
+                        f"{self.host} asks for basic authentication after "
+                        "offering digest; PrintCam does not send the password "
+                        "readable to it (is something in the middle?)"
+                    )
                 authorization, basic = None, True
             else:
                 break
@@ -575,10 +594,9 @@ class MjpegHttpSource(FrameSource):
             await asyncio.sleep(0)
         if response.status in (401, 403):
             # Whatever was remembered is wrong now; start over next time.
-            self._digest = None
-            self._basic_accepted = False
+            self._remembered.pop(origin, None)
         elif basic and response.status == 200:
-            self._basic_accepted = True
+            self._remembered[origin] = "basic"
         return response
 
     async def _get(
@@ -599,10 +617,15 @@ class MjpegHttpSource(FrameSource):
 
     # -------------------------------------------------------------- errors
 
+    def _add_secrets(self, secrets: list[str]) -> None:
+        for secret in secrets:
+            if secret and secret not in self._secrets:
+                self._secrets.append(secret)
+        # Longest first, so a secret containing another is redacted whole.
+        self._secrets.sort(key=len, reverse=True)
+
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact_text(text, self._secrets)
 
     def _translate(self, err: BaseException) -> SourceError:
         """Map an aiohttp/network error to a typed error without secrets."""
