@@ -35,11 +35,7 @@ from custom_components.printcam.sources.base import (
     SourceTimeout,
 )
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
-from printer_sim import (
-    MjpegPrinter,
-    numbered_jpeg,
-    self_signed_ssl_context,
-)
+from printer_sim import MjpegPrinter, numbered_jpeg, self_signed_ssl_context
 
 from .recorder import Recorder, drain, take
 
@@ -1272,7 +1268,6 @@ async def run_loop(source: FrameSource) -> AsyncIterator[asyncio.Task[None]]:
 looping = contextlib.asynccontextmanager(run_loop)
 
 
-
 def authorizations(printer: MjpegPrinter) -> list[str]:
     return [r.headers.get("Authorization", "").split(" ")[0] for r in printer.requests]
 
@@ -1434,4 +1429,3 @@ async def test_a_password_with_a_raw_at_sign(
     assert str(err.value).endswith(f"see http://{REDACTED}@cam/")
     for piece in ("p@ss", "ss@w0rd", "w0rd"):
         assert piece not in str(err.value)
-

@@ -4,20 +4,35 @@ Bambu Lab printers broadcast an SSDP-like ``NOTIFY * HTTP/1.1`` datagram to
 255.255.255.255, UDP port 2021, every few seconds. One listener per Home
 Assistant instance turns each valid announcement into one of:
 
-- a host update (and a reload) of the printer's config entry, when the printer
-  announces an address other than the stored one;
 - a discovery flow (source ``integration_discovery``) for a printer that has
-  no entry yet.
+  no entry yet;
+- a host update (and a reload) of the printer's config entry, when the printer
+  announces itself from an address other than the stored one, and only once
+  the certificate at the new address turned out to be the pinned one.
 
-Flows and host updates are rate-limited per serial number, so a printer that
-announces itself every few seconds starts at most one flow a minute. What
-the flow asks and stores is the Bambu Lab family's (`families/bambu.py`),
-which starts the listener from its `async_setup_discovery`.
+Anyone on the LAN can send such a datagram, so:
+
+- the printer's address is the datagram's source address; ``Location`` is
+  ignored (it may only repeat that address), and sources that are not local
+  addresses (global, multicast, broadcast, unspecified) are ignored;
+- each datagram costs O(1) work and memory is bounded: an LRU of the
+  (serial, address) pairs acted on recently (`RECENT_SIZE`, quiet for
+  `ACTION_INTERVAL` each), at most `FLOW_LIMIT` new discovery flows per
+  `FLOW_WINDOW` and never more than `MAX_PENDING_FLOWS` in progress;
+- a configured printer is moved only after a TLS handshake with the new
+  address (no credential is sent) presented the pinned certificate, whose
+  common name is the serial; otherwise the entry is left alone and that
+  address is logged once. A printer configured by host name is never moved.
+
+What the flow asks and stores is the Bambu Lab family's
+(`families/bambu.py`), which starts the listener from its
+`async_setup_discovery`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 import ipaddress
 import logging
@@ -37,7 +52,21 @@ from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers import discovery_flow
 from homeassistant.util.hass_dict import HassKey
 
-from .const import CONF_KIND, DOMAIN, KIND_BAMBU
+from .const import (
+    CONF_CERT_SHA256,
+    CONF_KIND,
+    CONF_PORT,
+    CONF_SERIAL,
+    CONNECT_TIMEOUT,
+    DOMAIN,
+    KIND_BAMBU,
+)
+from .sources import SourceError
+from .sources.bambu_chamber import (
+    DEFAULT_PORT,
+    fetch_certificate,
+    normalize_fingerprint,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,7 +76,16 @@ DISCOVERY_BIND = "0.0.0.0"  # noqa: S104 - the announcements are broadcasts
 """Address the listener binds to (read at use time)."""
 
 ACTION_INTERVAL: Final = 60.0
-"""Seconds between two flows (or host updates) for the same serial."""
+"""Seconds between two actions (flow, move check) for the same serial and address."""
+RECENT_SIZE: Final = 1024
+"""(serial, address) pairs remembered for `ACTION_INTERVAL`; the oldest go first."""
+FLOW_LIMIT = 10
+"""New discovery flows per `FLOW_WINDOW` (read at use time)."""
+FLOW_WINDOW: Final = 60.0
+MAX_PENDING_FLOWS = 16
+"""No new discovery flow while this many are in progress (read at use time)."""
+MOVE_CHECK_TIMEOUT = CONNECT_TIMEOUT
+"""Seconds for the TLS handshake that checks a moved printer's certificate."""
 MAX_DATAGRAM: Final = 4096
 """Larger datagrams are not announcements."""
 
@@ -67,11 +105,13 @@ MODEL_CODES: Final[dict[str, str]] = {
 }
 """Model code announced in ``DevModel.bambu.com`` -> model name."""
 
+SERIAL_PATTERN: Final = re.compile(r"[A-Za-z0-9]{8,20}")
+"""A serial number: 8 to 20 ASCII letters and digits (announcements and forms)."""
 _NT: Final = "urn:bambulab-com:device:3dprinter:1"
-_SERIAL_RE: Final = re.compile(r"[A-Za-z0-9]{8,20}")
 _LABEL_RE: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_MODEL_CODE: Final = 32
 _MAX_NAME: Final = 64
+_MAX_LOGGED: Final = 64
 _BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 _REUSE_PORT: Final = hasattr(socket, "SO_REUSEPORT")
 
@@ -93,9 +133,9 @@ class BambuAnnouncement:
     """A valid announcement of a Bambu Lab printer."""
 
     host: str
-    """IP address (normalised) or lowercase hostname of the printer."""
+    """The datagram's source address (normalised): where the printer is."""
     serial: str
-    """Serial number, as announced (8-20 ASCII letters and digits)."""
+    """Serial number, upper case (8-20 ASCII letters and digits)."""
     model: str | None
     """Model name from `MODEL_CODES`, None for an unknown or missing code."""
     model_code: str | None
@@ -114,7 +154,13 @@ class BambuAnnouncement:
         )
 
 
-# --- parsing ---------------------------------------------------------------------
+# --- validation ------------------------------------------------------------------
+
+
+def valid_serial(value: str) -> str | None:
+    """Return `value` as a serial number (upper case), None if it is not one."""
+    serial = value.strip()
+    return serial.upper() if SERIAL_PATTERN.fullmatch(serial) else None
 
 
 def _valid_hostname(value: str) -> str | None:
@@ -130,17 +176,52 @@ def _valid_hostname(value: str) -> str | None:
     return name.lower()
 
 
-def _valid_host(value: str) -> str | None:
-    """Return the printer's address, normalised; None if it is not usable."""
-    if "%" in value:  # scoped IPv6: not something a printer announces
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Return `value` as an IP address a printer can have, None otherwise."""
+    if "%" in value:  # scoped IPv6: not something a printer uses
         return None
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        return _valid_hostname(value)
+        return None
     if address.is_unspecified or address.is_multicast or address == _BROADCAST:
         return None
+    return address
+
+
+def valid_host(value: str) -> str | None:
+    """Return a printer's address as entered (IP or host name), normalised.
+
+    None if it is neither a usable IP address nor a DNS host name (a URL, a
+    port, blanks inside, a broken address).
+    """
+    value = value.strip()
+    if (address := _address(value)) is not None:
+        return str(address)
+    return _valid_hostname(value)
+
+
+def is_ip_address(value: str) -> bool:
+    """Return whether `value` is an IP address literal (not a host name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _source_host(value: str) -> str | None:
+    """Return the datagram's source address if a printer can announce from it.
+
+    Announcements are LAN broadcasts: a global source address is forged.
+    """
+    address = _address(value)
+    if address is None or address.is_global:
+        return None
     return str(address)
+
+
+# --- parsing ---------------------------------------------------------------------
 
 
 def _model_code(value: str | None) -> str | None:
@@ -163,10 +244,13 @@ def parse_notify(data: bytes, source_ip: str) -> BambuAnnouncement | None:
 
     Header names are case-insensitive and lines may end in CRLF or LF; the
     first occurrence of a header wins and lines without a colon are skipped.
-    Without a (non-empty) ``Location`` header the datagram's source address
-    is the printer's. Never raises.
+    The printer's address is `source_ip`, whatever ``Location`` says: a
+    header would let any sender name any host. Never raises.
     """
     if len(data) > MAX_DATAGRAM:
+        return None
+    host = _source_host(source_ip)
+    if host is None:
         return None
     try:
         text = data.decode("utf-8")
@@ -186,10 +270,7 @@ def parse_notify(data: bytes, source_ip: str) -> BambuAnnouncement | None:
     if headers.get("nt", "").lower() != _NT:
         return None
     serial = headers.get("usn", "")
-    if not _SERIAL_RE.fullmatch(serial):
-        return None
-    host = _valid_host(headers.get("location") or source_ip)
-    if host is None:
+    if not SERIAL_PATTERN.fullmatch(serial):
         return None
     code = _model_code(headers.get("devmodel.bambu.com"))
     return BambuAnnouncement(
@@ -212,8 +293,18 @@ class BambuDiscovery(asyncio.DatagramProtocol):
         """Initialise; `async_start` binds the socket."""
         self.hass = hass
         self.transport: asyncio.DatagramTransport | None = None
-        self._last_action: dict[str, float] = {}
+        self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()
+        """(serial, host) -> when it was last acted on; at most `RECENT_SIZE`."""
+        self._flow_starts: deque[float] = deque()
+        """When the last (at most `FLOW_LIMIT`) discovery flows were started."""
+        self._moved_at: dict[str, float] = {}
+        """Entry id -> when discovery last moved it (one per configured entry)."""
+        self._checks: dict[str, asyncio.Task[None]] = {}
+        """Entry id -> its move check in flight."""
+        self._logged: OrderedDict[tuple[str, str], None] = OrderedDict()
+        """(serial, host) pairs whose refused move was logged."""
         self._last_malformed_log = -inf
+        self._last_limit_log = -inf
         self._remove_stop: CALLBACK_TYPE | None = None
         self._closing = False
         self._made = False
@@ -262,7 +353,7 @@ class BambuDiscovery(asyncio.DatagramProtocol):
 
     @callback
     def async_close(self) -> None:
-        """Stop listening (the socket is released on the next loop turn)."""
+        """Stop listening and cancel move checks (the socket goes next loop turn)."""
         self._closing = True
         if self._remove_stop is not None:
             self._remove_stop()
@@ -270,13 +361,17 @@ class BambuDiscovery(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        for task in self._checks.values():
+            task.cancel()
 
     async def async_stop(self) -> None:
-        """Stop listening and wait until the socket is released."""
+        """Stop listening; wait until the socket is released and checks ended."""
         self.async_close()
         await self._started.wait()
         if self._made:
             await self._lost.wait()
+        if self._checks:
+            await asyncio.wait(list(self._checks.values()))
 
     # -- asyncio protocol
 
@@ -293,7 +388,7 @@ class BambuDiscovery(asyncio.DatagramProtocol):
         _LOGGER.debug("Bambu Lab discovery socket error: %s", exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        """Handle one datagram (in the event loop)."""
+        """Handle one datagram (in the event loop; O(1) work)."""
         if self.hass.is_stopping:
             return
         announcement = parse_notify(data, str(addr[0]))
@@ -312,63 +407,161 @@ class BambuDiscovery(asyncio.DatagramProtocol):
 
     @callback
     def _async_handle(self, announcement: BambuAnnouncement) -> None:
-        """Update a moved printer's entry, or start a discovery flow."""
-        serial = announcement.serial
+        """Check a configured printer's new address, or start a discovery flow."""
+        key = (announcement.serial, announcement.host)
         now = monotonic()
-        if now - self._last_action.get(serial, -inf) < ACTION_INTERVAL:
+        if now - self._recent.get(key, -inf) < ACTION_INTERVAL:
             return
         entry = self.hass.config_entries.async_entry_for_domain_unique_id(
-            DOMAIN, serial
+            DOMAIN, announcement.serial
         )
         if entry is not None:
-            if self._async_update_host(entry, announcement):
-                self._acted(serial, now)
+            if self._async_check_move(entry, announcement, now):
+                self._remember(key, now)
             return
-        if self.hass.config_entries.flow.async_progress_by_handler(
-            DOMAIN, include_uninitialized=True, match_context={"unique_id": serial}
-        ):
+        # Over a limit, nothing is remembered: the printer's next
+        # announcement tries again.
+        if not self._flow_allowed(now):
             return
+        # The flows in progress are bounded by MAX_PENDING_FLOWS (plus the
+        # user's own), so this look is short.
+        flows = self.hass.config_entries.flow.async_progress_by_handler(
+            DOMAIN,
+            include_uninitialized=True,
+            match_context={"source": SOURCE_INTEGRATION_DISCOVERY},
+        )
+        if any(flow["context"].get("unique_id") == key[0] for flow in flows):
+            self._remember(key, now)
+            return
+        if len(flows) >= MAX_PENDING_FLOWS:
+            self._log_limit(now, f"{len(flows)} discovery flows are waiting")
+            return
+        self._remember(key, now)
         _LOGGER.debug("Discovered Bambu Lab printer %s", announcement)
+        self._flow_starts.append(now)
         discovery_flow.async_create_flow(
             self.hass,
             DOMAIN,
             context={"source": SOURCE_INTEGRATION_DISCOVERY},
             data=announcement.as_flow_data(),
         )
-        self._acted(serial, now)
+
+    def _flow_allowed(self, now: float) -> bool:
+        """Return whether the flow limit allows one more flow now."""
+        starts = self._flow_starts
+        while starts and now - starts[0] >= FLOW_WINDOW:
+            starts.popleft()
+        if len(starts) < FLOW_LIMIT:
+            return True
+        self._log_limit(now, f"{len(starts)} were started in the last minute")
+        return False
+
+    def _log_limit(self, now: float, why: str) -> None:
+        """Warn, at most once a minute, that announcements start no flows."""
+        if now - self._last_limit_log >= FLOW_WINDOW:
+            self._last_limit_log = now
+            _LOGGER.warning(
+                "Not starting discovery flows for new Bambu Lab printers for "
+                "now: %s (a flood of forged announcements?)",
+                why,
+            )
+
+    def _remember(self, key: tuple[str, str], now: float) -> None:
+        """Start the quiet period of `key`; the least recent one goes first."""
+        recent = self._recent
+        recent[key] = now
+        recent.move_to_end(key)
+        if len(recent) > RECENT_SIZE:
+            recent.popitem(last=False)
+
+    # -- moved printers
 
     @callback
-    def _async_update_host(
-        self, entry: ConfigEntry, announcement: BambuAnnouncement
+    def _async_check_move(
+        self, entry: ConfigEntry, announcement: BambuAnnouncement, now: float
     ) -> bool:
-        """Store a moved printer's new host and reload; False if unchanged."""
+        """Start checking a configured printer's new address; False if ignored.
+
+        Ignored: an ignored or non-Bambu entry, the stored address, an entry
+        configured by host name, one with a check in flight or moved in the
+        last `ACTION_INTERVAL`.
+        """
         if entry.source == SOURCE_IGNORE or entry.data.get(CONF_KIND) != KIND_BAMBU:
+            return True
+        old_host = str(entry.data.get(CONF_HOST))
+        if old_host == announcement.host or not is_ip_address(old_host):
+            return True
+        if (
+            entry.entry_id in self._checks
+            or now - self._moved_at.get(entry.entry_id, -inf) < ACTION_INTERVAL
+        ):
             return False
-        old_host = entry.data.get(CONF_HOST)
-        if old_host == announcement.host:
-            return False
-        _LOGGER.info(
-            "Bambu Lab printer %s (%s) moved from %s to %s",
-            entry.title,
-            announcement.serial,
-            old_host,
-            announcement.host,
+        self._checks[entry.entry_id] = task = self.hass.async_create_background_task(
+            self._async_verify_move(entry, announcement.host),
+            f"{DOMAIN} certificate check of {announcement.host}",
         )
-        self.hass.config_entries.async_update_entry(
-            entry, data={**entry.data, CONF_HOST: announcement.host}
-        )
-        self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        task.add_done_callback(lambda _: self._checks.pop(entry.entry_id, None))
         return True
 
-    def _acted(self, serial: str, now: float) -> None:
-        """Start the serial's quiet period; forget expired ones."""
-        if len(self._last_action) >= 256:
-            self._last_action = {
-                key: when
-                for key, when in self._last_action.items()
-                if now - when < ACTION_INTERVAL
-            }
-        self._last_action[serial] = now
+    async def _async_verify_move(self, entry: ConfigEntry, host: str) -> None:
+        """Move the entry to `host` if the pinned certificate is presented there."""
+        data = dict(entry.data)
+        serial = str(data.get(CONF_SERIAL, "")).upper()
+        pin = normalize_fingerprint(str(data.get(CONF_CERT_SHA256, "")))
+        try:
+            cert = await fetch_certificate(
+                host, int(data.get(CONF_PORT, DEFAULT_PORT)), MOVE_CHECK_TIMEOUT
+            )
+        except SourceError as err:
+            self._log_refused(
+                entry, host, f"no certificate could be read there ({err})"
+            )
+            return
+        if cert.sha256 != pin:
+            self._log_refused(
+                entry,
+                host,
+                f"it presents another certificate (sha256 {cert.sha256}) than "
+                f"the trusted one ({pin or 'none'})",
+            )
+            return
+        if (cert.common_name or "").strip().upper() != serial:
+            self._log_refused(
+                entry, host, f"its certificate names {cert.common_name!r}"
+            )
+            return
+        if dict(entry.data) != data:  # changed meanwhile (reconfigure, reauth)
+            return
+        _LOGGER.info(
+            "Bambu Lab printer %s (%s) moved from %s to %s (same certificate)",
+            entry.title,
+            serial,
+            data.get(CONF_HOST),
+            host,
+        )
+        self._moved_at[entry.entry_id] = monotonic()
+        self.hass.config_entries.async_update_entry(
+            entry, data={**data, CONF_HOST: host}
+        )
+        self.hass.config_entries.async_schedule_reload(entry.entry_id)
+
+    def _log_refused(self, entry: ConfigEntry, host: str, why: str) -> None:
+        """Warn once per serial and address that the entry was not moved."""
+        key = (str(entry.unique_id), host)
+        if key in self._logged:
+            return
+        self._logged[key] = None
+        if len(self._logged) > _MAX_LOGGED:
+            self._logged.popitem(last=False)
+        _LOGGER.warning(
+            "Bambu Lab printer %s (%s) announced itself from %s, but %s; "
+            "keeping its address %s. If the printer really moved, reconfigure it",
+            entry.title,
+            entry.unique_id,
+            host,
+            why,
+            entry.data.get(CONF_HOST),
+        )
 
 
 async def async_start_discovery(hass: HomeAssistant) -> None:
