@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 import logging
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, SOURCE_ZEROCONF
+from homeassistant.config_entries import (
+    SOURCE_INTEGRATION_DISCOVERY,
+    SOURCE_ZEROCONF,
+    ConfigEntryState,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
@@ -29,6 +34,9 @@ from custom_components.printcam.families.mjpeg import (
 )
 from custom_components.printcam.sources.bambu_chamber import BambuChamberSource
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
+from printer_sim import MjpegPrinter
+
+from .conftest import make_entry, setup_entry
 
 BAMBU = {
     "kind": "bambu",
@@ -319,3 +327,76 @@ async def test_migrate_unique_id_leaves_other_entries_alone(
     entry.add_to_hass(hass)
     assert not async_migrate_unique_id(hass, entry)
     assert entry.unique_id == unique_id
+
+# ----------------------------------------- MJPEG: hostile cameras at setup
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("gzip_bomb", "sends a compressed body (Content-Encoding: gzip)"),
+        ("header_flood", "sent a response head over 65536 bytes"),
+    ],
+)
+async def test_a_hostile_camera_does_not_load_as_if_it_were_fine(
+    hass: HomeAssistant,
+    make_mjpeg_printer: Callable[..., Awaitable[MjpegPrinter]],
+    mode: str,
+    reason: str,
+) -> None:
+    """Through Home Assistant's shared session: refused, retried later."""
+    printer = await make_mjpeg_printer(mode=mode)
+    entry = await setup_entry(hass, make_entry(printer.url))
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert reason in (entry.reason or "")
+    assert {r.headers["Accept-Encoding"] for r in printer.requests} == {"identity"}
+    assert printer.requests[0].headers["User-Agent"].startswith("HomeAssistant/")
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_families_look_at_nothing_discovered_by_default(
+    hass: HomeAssistant,
+) -> None:
+    found = BambuFamily().discovered(
+        SOURCE_INTEGRATION_DISCOVERY,
+        {"host": "10.0.0.9", "serial": "01P00A1", "model": "P1S"},
+    )
+    assert found is not None
+    assert await Family.async_inspect_discovered(MjpegFamily(), hass, found, 1) is found
+
+
+def test_bambu_forms_normalise_what_they_accept() -> None:
+    draft = BambuFamily().parse_user(
+        {
+            "host": " Printer.LAN. ",
+            "serial": " 01p00a000000001 ",
+            "access_code": " aB3dE6g8 ",
+            "model": "A1",
+            "advanced": {"port": 6000},
+        }
+    )
+    assert draft.data == {
+        "kind": "bambu",
+        "host": "printer.lan",
+        "serial": "01P00A000000001",
+        "access_code": "aB3dE6g8",
+        "model": "A1",
+    }
+    changed = BambuFamily().parse_reconfigure(
+        BAMBU, {"host": "FE80:0::1", "advanced": {"port": 6001}}
+    )
+    assert (changed["host"], changed["port"]) == ("fe80::1", 6001)
+
+
+@pytest.mark.parametrize(
+    ("data", "address"),
+    [
+        ({"host": "10.0.0.5"}, "10.0.0.5"),
+        ({"host": "10.0.0.5", "port": 6000}, "10.0.0.5"),
+        ({"host": "10.0.0.5", "port": 6001}, "10.0.0.5:6001"),
+        ({"host": "fe80::1", "port": 6001}, "[fe80::1]:6001"),
+        ({"host": "fe80::1"}, "fe80::1"),
+    ],
+)
+def test_printer_address(data: dict[str, Any], address: str) -> None:
+    assert printer_address(data) == address

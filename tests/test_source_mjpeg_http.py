@@ -9,13 +9,16 @@ mapping, the reconnect loop with its events, and the connection discipline
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import contextlib
 import logging
 import random
+import re
+import tracemalloc
 from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 import pytest
 from yarl import URL
@@ -35,7 +38,13 @@ from custom_components.printcam.sources.base import (
     SourceTimeout,
 )
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
-from printer_sim import MjpegPrinter, numbered_jpeg, self_signed_ssl_context
+from printer_sim import (
+    MjpegPrinter,
+    mjpeg_server,
+    numbered_jpeg,
+    self_signed_ssl_context,
+    with_comment,
+)
 
 from .recorder import Recorder, drain, take
 
@@ -1246,7 +1255,29 @@ def test_body_scanner_sniffing_in_small_chunks() -> None:
     scanner.finish()
 
 
-# ------------------------------------------------------ no auth downgrade
+# -------------------------------------------------------- hostile cameras
+
+MEMORY_BOUND = 4 * 1024 * 1024
+"""Peak Python allocation a hostile camera may cost a connection attempt
+(unbounded, a 64 MiB header flood cost about 130 MB, a 255 KB gzip bomb
+130 to 280 MB)."""
+
+
+@contextlib.contextmanager
+def peak_allocation() -> Iterator[list[int]]:
+    """Measure the peak of traced allocations in the block, above its start."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    result: list[int] = []
+    try:
+        yield result
+    finally:
+        result.append(tracemalloc.get_traced_memory()[1] - base)
+        if not tracing:
+            tracemalloc.stop()
 
 
 async def run_loop(source: FrameSource) -> AsyncIterator[asyncio.Task[None]]:
@@ -1266,6 +1297,232 @@ async def run_loop(source: FrameSource) -> AsyncIterator[asyncio.Task[None]]:
 
 
 looping = contextlib.asynccontextmanager(run_loop)
+
+
+async def test_header_drip_ends_at_the_head_deadline_and_backs_off(
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    # One line every 0.3 s: each read comes well within the read timeout.
+    printer = await make_mjpeg_printer(mode="header_drip")
+    events = Recorder()
+    source = make_source(
+        session, printer.url, connect_timeout=0.5, read_timeout=1.0, events=events
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with looping(source):
+        await events.wait_for(lambda r: r.count("disconnected") >= 1)
+        ended = loop.time()
+        # The normal backoff, then a new attempt.
+        await events.wait_for(lambda r: r.count("connecting") >= 2)
+    error, retry_in = events.events[1][1:]
+    assert isinstance(error, SourceTimeout)
+    assert str(error) == (
+        f"127.0.0.1:{printer.port} sent no complete response head in 1.5 s"
+    )
+    assert retry_in is not None
+    assert 1.5 <= ended - start < 1.5 + WAIT
+    assert printer.hostile_head_bytes > 0
+    assert events.count("connected") == 0
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    assert printer.max_open_connections == 1
+
+
+async def test_header_drip_over_auth_rounds_shares_one_deadline(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        if len(server.requests) == 1:
+            writer.write(
+                b'HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic realm="x"\r\n'
+                b"Content-Length: 0\r\n\r\n"
+            )
+            return
+        writer.write(b"HTTP/1.0 200 OK\r\n")
+        while True:
+            await asyncio.sleep(0.1)
+            writer.write(b"X-Drip: 1\r\n")
+
+    server = await canned(reply)
+    source = make_source(
+        session, server.url, username="u", password=OTHER, read_timeout=0.5
+    )
+    source._head_timeout = 1.0
+    with pytest.raises(SourceTimeout, match="no complete response head in 1 s"):
+        await drain(source)
+    assert len(server.requests) == 2
+
+
+async def test_header_flood_is_a_protocol_error_in_bounded_memory(
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    printer = await make_mjpeg_printer(mode="header_flood")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    with (
+        peak_allocation() as peak,
+        pytest.raises(ProtocolError, match="response head over 65536 bytes"),
+    ):
+        await drain(source)
+    assert peak[0] < MEMORY_BOUND
+    with pytest.raises(ProtocolError, match="response head over"):
+        await source.fetch_still(printer.still_url, WAIT)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+    # The 64 MiB flood stopped as soon as the client hung up.
+    assert printer.hostile_head_bytes < mjpeg_server.HEADER_FLOOD_BYTES // 4
+    # In the loop: a typed error and the normal backoff.
+    async with looping(source):
+        await events.wait_for(lambda r: r.count("connecting") >= 2)
+    error, retry_in = events.events[1][1:]
+    assert isinstance(error, ProtocolError)
+    assert retry_in is not None
+
+
+async def test_a_big_head_under_the_limit_with_a_body_in_the_same_read(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    # 60 KiB of headers, then 600 KB of frames written at once: what follows
+    # a complete head is body, not head.
+    headers = b"".join(f"X-Pad-{i}: {'p' * 1000}\r\n".encode() for i in range(60))
+    frames = [with_comment(numbered_jpeg(i), b"c" * 60_000) for i in range(10)]
+    server = await canned(
+        b"HTTP/1.0 200 OK\r\n"
+        + headers
+        + b"Content-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
+        + b"".join(part(frame) for frame in frames)
+    )
+    assert await drain(make_source(session, server.url)) == frames
+    assert len(headers) < mjpeg_http.MAX_HEAD_BYTES
+
+
+async def test_endless_informational_responses_are_bounded_too(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        hint = b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+        while True:
+            writer.write(hint * 100)
+            await writer.drain()
+
+    server = await canned(reply)
+    source = make_source(session, server.url)
+    with pytest.raises(ProtocolError, match="response head over"):
+        await drain(source)
+    # A few informational heads before the real one are fine.
+    server = await canned(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" * 3
+        + multipart_head()
+        + part(numbered_jpeg(1))
+    )
+    assert await drain(make_source(session, server.url)) == [numbered_jpeg(1)]
+
+
+async def test_gzip_bomb_is_refused_unread_in_bounded_memory(
+    make_mjpeg_printer: PrinterFactory, session: aiohttp.ClientSession
+) -> None:
+    # About 255 KB that inflate to one good part and 256 MiB of zeros.
+    printer = await make_mjpeg_printer(mode="gzip_bomb")
+    events = Recorder()
+    source = make_source(session, printer.url, events=events)
+    message = (
+        f"127.0.0.1:{printer.port} sends a compressed body "
+        "(Content-Encoding: gzip) although PrintCam asks for none"
+    )
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        await source.fetch_frame(WAIT)  # the printer builds its bomb once
+    with (
+        peak_allocation() as peak,
+        pytest.raises(ProtocolError, match=re.escape(message)),
+    ):
+        await source.fetch_frame(WAIT)
+    assert peak[0] < MEMORY_BOUND
+    # Asked for no encoding at all.
+    assert {r.headers["Accept-Encoding"] for r in printer.requests} == {"identity"}
+    with pytest.raises(ProtocolError, match="compressed body"):
+        await source.fetch_still(printer.still_url, WAIT)
+    # In the loop: the normal backoff, never a frame.
+    async with looping(source):
+        await events.wait_for(lambda r: r.count("connecting") >= 2)
+    assert events.count("connected") == 0
+    assert isinstance(events.errors()[0], ProtocolError)
+    await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "refused"),
+    [
+        ("identity", False),
+        (" Identity ", False),
+        ("", False),
+        ("deflate", True),
+        ("br", True),
+        ("gzip, identity", True),
+    ],
+)
+async def test_content_encodings(
+    canned: Callable[..., Awaitable[CannedServer]],
+    session: aiohttp.ClientSession,
+    encoding: str,
+    refused: bool,
+) -> None:
+    server = await canned(
+        f"HTTP/1.0 200 OK\r\nContent-Encoding: {encoding}\r\nContent-Type: "
+        "multipart/x-mixed-replace; boundary=frame\r\n\r\n".encode()
+        + part(numbered_jpeg(2))
+    )
+    source = make_source(session, server.url)
+    if refused:
+        with pytest.raises(
+            ProtocolError, match=re.escape(f"(Content-Encoding: {encoding.strip()})")
+        ):
+            await drain(source)
+    else:
+        assert await drain(source) == [numbered_jpeg(2)]
+    assert b"Accept-Encoding: identity\r\n" in server.requests[0]
+
+
+async def test_a_refused_content_encoding_is_shown_short_and_redacted(
+    canned: Callable[..., Awaitable[CannedServer]], session: aiohttp.ClientSession
+) -> None:
+    server = await canned(
+        f"HTTP/1.0 200 OK\r\nContent-Encoding: {PASSWORD}{'x' * 500}\r\n\r\n".encode()
+    )
+    source = make_source(session, server.url, username="maker", password=PASSWORD)
+    with pytest.raises(ProtocolError) as err:
+        await drain(source)
+    assert f"(Content-Encoding: {REDACTED}{'x' * 25})" in str(err.value)
+
+
+async def test_a_closed_session_is_cannot_connect(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    printer = await make_mjpeg_printer()
+    async with aiohttp.ClientSession() as closed:
+        pass
+    with pytest.raises(CannotConnect, match="session is closed"):
+        await drain(make_source(closed, printer.url))
+    assert printer.total_connections == 0
+
+
+async def test_requests_keep_the_sessions_headers_and_pool(
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    printer = await make_mjpeg_printer(mode="one_client")
+    connector = aiohttp.TCPConnector()
+    async with aiohttp.ClientSession(
+        connector=connector, headers={"User-Agent": "HomeAssistant/test"}
+    ) as session:
+        source = make_source(session, printer.url)
+        assert len(await take(source, 2)) == 2
+        assert printer.requests[0].headers["User-Agent"] == "HomeAssistant/test"
+        await printer.wait_for(lambda p: p.open_connections == 0)
+        # The per-request sessions owned nothing: the pool lives on.
+        assert not connector.closed
+        assert len(await take(source, 1)) == 1
+    assert connector.closed
+
+
+# ------------------------------------------------------ no auth downgrade
 
 
 def authorizations(printer: MjpegPrinter) -> list[str]:
@@ -1429,3 +1686,14 @@ async def test_a_password_with_a_raw_at_sign(
     assert str(err.value).endswith(f"see http://{REDACTED}@cam/")
     for piece in ("p@ss", "ss@w0rd", "w0rd"):
         assert piece not in str(err.value)
+
+
+async def test_head_guard_trips_once_and_ignores_the_rest() -> None:
+    protocol = ResponseHandler(asyncio.get_running_loop())  # no transport
+    guard = mjpeg_http._HeadGuard(protocol)
+    guard(b"x" * mjpeg_http.MAX_HEAD_BYTES)
+    assert protocol.exception() is None
+    guard(b"y")
+    assert isinstance(protocol.exception(), mjpeg_http._HeadTooLarge)
+    guard(b"z")  # after the trip: nothing reaches the parser
+    assert mjpeg_http._HeadTooLarge.__mro__[1] is aiohttp.ClientError

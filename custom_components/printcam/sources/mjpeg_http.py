@@ -1,11 +1,27 @@
 """MJPEG over HTTP (``multipart/x-mixed-replace``): OctoPrint, Klipper, Creality...
 
-One `connect()` is one HTTP GET through the session the integration passes in;
-its body goes through the incremental `MjpegParser` and comes out as JPEG
-frames. The response is always closed (not returned to the pool) when the
-iterator ends, so a one-client printer never sees an idle kept-alive
-connection, and every request asks for ``Connection: close`` for the same
-reason.
+One `connect()` is one HTTP GET through the connection pool of the session
+the integration passes in; its body goes through the incremental
+`MjpegParser` and comes out as JPEG frames. The response is always closed
+(not returned to the pool) when the iterator ends, so a one-client printer
+never sees an idle kept-alive connection, and every request asks for
+``Connection: close`` for the same reason.
+
+A camera is not trusted to be well-behaved:
+
+- the response head (status line and headers, over every auth round) must
+  be complete within ``connect_timeout + read_timeout`` seconds, and may
+  take at most `MAX_HEAD_BYTES` (aiohttp limits each line, not their number
+  or the time they take): a camera dripping header lines ends as
+  `SourceTimeout`, one flooding them as `ProtocolError`, both retried with
+  the normal backoff;
+- bodies are never decompressed: requests ask for ``Accept-Encoding:
+  identity`` and a response with another ``Content-Encoding`` is refused
+  (`ProtocolError`) before its body is read: a gzip bomb inflates nowhere.
+
+Both need a request-level setting the shared session does not have, so each
+request runs on a short-lived `aiohttp.ClientSession` over the given
+session's connector (same pool, TLS and DNS settings, headers and cookies).
 
 Authentication: HTTP basic (aiohttp) and digest (RFC 7616 / RFC 2617,
 implemented here because aiohttp has none). The first request goes without
@@ -58,10 +74,16 @@ from .base import (
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
+    from aiohttp.client_proto import ResponseHandler
+    from aiohttp.connector import Connection
+
 _LOGGER = logging.getLogger(__name__)
 
 SNIFF_LIMIT: Final = 64 * 1024
 """Bytes looked at before deciding that a body carries no JPEG frames."""
+MAX_HEAD_BYTES: Final = 64 * 1024
+"""Bytes a response head may take (read when used). Cameras send well under
+2 KB; aiohttp itself limits each line to 8190 bytes but not their number."""
 
 _MULTIPART: Final = "multipart/x-mixed-replace"
 _JPEG_TYPES: Final = frozenset({"image/jpeg", "image/jpg", "image/pjpeg"})
@@ -80,8 +102,62 @@ _DROP_REASONS: Final = (
 # Errors of the HTTP client and the network underneath; TimeoutError is an
 # OSError, and aiohttp's timeouts are TimeoutErrors.
 _NETWORK_ERRORS: Final = (aiohttp.ClientError, OSError)
+_IDENTITY: Final = frozenset({"", "identity"})
+_ENCODING_SHOWN: Final = 40
+"""Characters of a refused Content-Encoding shown in the error."""
+
 type _Origin = URL
 type _Remembered = _DigestAuth | Literal["basic"]
+
+
+class _HeadTooLarge(aiohttp.ClientError):
+    """The response head went past `MAX_HEAD_BYTES`."""
+
+
+class _HeadGuard:
+    """Stands in for a connection's ``data_received`` while its head is read.
+
+    Counts the bytes fed to aiohttp's parser; once `MAX_HEAD_BYTES` went in
+    and no complete head came out, it stops feeding, fails the pending read
+    and stops reading the socket. So the parser never holds more than the
+    limit and one socket read (up to 256 KiB), whatever the camera sends.
+    """
+
+    def __init__(self, protocol: ResponseHandler) -> None:
+        self._protocol = protocol
+        self._feed = protocol.data_received
+        self._received = 0
+        self._tripped = False
+
+    def __call__(self, data: bytes) -> None:
+        if self._tripped:
+            return
+        protocol = self._protocol
+        # len(protocol): parsed heads waiting to be read (then it is body).
+        if self._received >= MAX_HEAD_BYTES and not len(protocol):
+            self._tripped = True
+            if protocol.transport is not None:
+                protocol.transport.pause_reading()
+            protocol.set_exception(
+                _HeadTooLarge(f"response head over {MAX_HEAD_BYTES} bytes")
+            )
+            return
+        self._received += len(data)
+        self._feed(data)
+
+
+class _BoundedResponse(aiohttp.ClientResponse):
+    """A response whose head is read through a `_HeadGuard`."""
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        """Read the head with the guard in place, then feed aiohttp directly."""
+        protocol = connection.protocol
+        assert protocol is not None  # noqa: S101 - aiohttp asserted it before
+        protocol.data_received = _HeadGuard(protocol)  # type: ignore[method-assign]
+        try:
+            return await super().start(connection)
+        finally:
+            vars(protocol).pop("data_received", None)
 
 
 def _md5(data: bytes) -> str:
@@ -323,6 +399,7 @@ class MjpegHttpSource(FrameSource):
         self._add_secrets([self._password])
         self._ssl: bool = verify_ssl
         self._read_timeout = read_timeout
+        self._head_timeout = connect_timeout + read_timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=connect_timeout,
@@ -495,20 +572,39 @@ class MjpegHttpSource(FrameSource):
     async def _request(self, url: URL) -> aiohttp.ClientResponse:
         """GET ``url``, answering auth challenges; return a 200 response.
 
-        The caller must close the response. Raises the typed errors.
+        The last response's head must be complete within the head deadline
+        (``connect_timeout + read_timeout``, for every round together). The
+        caller must close the response. Raises the typed errors.
         """
+        deadline = asyncio.timeout(self._head_timeout)
         try:
-            response = await self._authorized_get(url)
+            async with deadline:
+                response = await self._authorized_get(url)
         except _NETWORK_ERRORS as err:
-            error = self._translate(err)
+            if deadline.expired():
+                error: SourceError = SourceTimeout(
+                    f"{self.host} sent no complete response head "
+                    f"in {self._head_timeout:g} s"
+                )
+            else:
+                error = self._translate(err)
             # A failed connection (e.g. a TLS handshake) closes its socket on
             # the next loop iteration; let it, so a retry never overlaps it.
             await asyncio.sleep(0)
             raise error from err
         status = response.status
-        if status == 200:
+        encoding = response.headers.get(hdrs.CONTENT_ENCODING, "")
+        if status == 200 and encoding.strip().lower() in _IDENTITY:
             return response
         response.close()
+        if status == 200:
+            # Asked for identity; never inflated (a bomb would inflate here).
+            shown = self._redact(encoding.strip()[:_ENCODING_SHOWN])
+            raise ProtocolError(
+                f"{self.host} sends a compressed body (Content-Encoding: {shown}) "
+                "although PrintCam asks for none; turn compression off on the "
+                "camera or the proxy in front of it"
+            )
         if status in (401, 403):
             raise InvalidAuth(
                 f"{self.host} refused the credentials (HTTP {status})"
@@ -599,21 +695,41 @@ class MjpegHttpSource(FrameSource):
             self._remembered[origin] = "basic"
         return response
 
+    def _client(self) -> aiohttp.ClientSession:
+        """Return a session for one request, on the given session's connector.
+
+        It reads heads through `_BoundedResponse` and never decompresses; it
+        owns nothing, so closing it leaves the pool and the response alone.
+        """
+        session = self._session
+        connector = session.connector
+        if connector is None or session.closed:
+            raise CannotConnect("the HTTP session is closed")
+        return aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=False,
+            headers=session.headers,
+            cookie_jar=session.cookie_jar,
+            response_class=_BoundedResponse,
+            auto_decompress=False,
+        )
+
     async def _get(
         self, url: URL, authorization: str | None, *, basic: bool
     ) -> aiohttp.ClientResponse:
-        headers = {hdrs.CONNECTION: "close"}
+        headers = {hdrs.CONNECTION: "close", hdrs.ACCEPT_ENCODING: "identity"}
         if authorization:
             headers[hdrs.AUTHORIZATION] = authorization
-        return await self._session.get(
-            url,
-            headers=headers,
-            auth=aiohttp.BasicAuth(self._username, self._password, encoding="utf-8")
-            if basic
-            else None,
-            timeout=self._timeout,
-            ssl=self._ssl,
-        )
+        async with self._client() as client:
+            return await client.get(
+                url,
+                headers=headers,
+                auth=aiohttp.BasicAuth(self._username, self._password, encoding="utf-8")
+                if basic
+                else None,
+                timeout=self._timeout,
+                ssl=self._ssl,
+            )
 
     # -------------------------------------------------------------- errors
 
@@ -646,6 +762,10 @@ class MjpegHttpSource(FrameSource):
             error = CannotConnect(f"{host} cut the stream off")
         elif isinstance(err, aiohttp.ServerDisconnectedError):
             error = CannotConnect(f"{host} closed the connection")
+        elif isinstance(err, _HeadTooLarge):
+            error = ProtocolError(
+                f"{host} sent a response head over {MAX_HEAD_BYTES} bytes"
+            )
         elif isinstance(err, aiohttp.TooManyRedirects):
             error = CannotConnect(f"{host} redirects too many times")
         elif isinstance(err, aiohttp.ClientResponseError):
