@@ -328,6 +328,7 @@ async def test_migrate_unique_id_leaves_other_entries_alone(
     assert not async_migrate_unique_id(hass, entry)
     assert entry.unique_id == unique_id
 
+
 # ----------------------------------------- MJPEG: hostile cameras at setup
 
 
