@@ -25,10 +25,11 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.printcam import discovery
 from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.sources.bambu_chamber import PrinterCertificate
 from custom_components.printcam.sources.base import Backoff, CameraPortClosed
 from printer_sim.bambu_server import BambuPrinter
 
-from .conftest import Viewer, setup_entry, until
+from .conftest import Viewer, setup_entry, started_printers, until
 
 SERIAL = "01P00A392800001"
 CODE = "12345678"
@@ -176,6 +177,14 @@ async def test_discovery_flow_asks_only_the_access_code(
         assert result["type"] is FlowResultType.FORM
         assert result["step_id"] == "discovery_confirm"
         assert list(result["data_schema"].schema) == ["access_code"]
+        # The certificate was read before the form, with nothing sent.
+        assert result["description_placeholders"] == {
+            "name": "Workshop",
+            "host": "127.0.0.1",
+            "serial": SERIAL,
+            "fingerprint": bambu.cert_sha256,
+        }
+        assert (bambu.handshakes, bambu.auth_packets) == (1, [])
         result = await hass.config_entries.flow.async_configure(
             result["flow_id"], {"access_code": "nope"}
         )
@@ -192,7 +201,12 @@ async def test_discovery_flow_asks_only_the_access_code(
         assert await hass.config_entries.async_unload(result["result"].entry_id)
 
 
-async def test_discovery_unknown_model_asks_it(hass: HomeAssistant) -> None:
+async def test_discovery_unknown_model_asks_it(
+    hass: HomeAssistant, bambu: BambuPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "custom_components.printcam.families.bambu.DEFAULT_PORT", bambu.port
+    )
     result = await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
@@ -200,6 +214,79 @@ async def test_discovery_unknown_model_asks_it(hass: HomeAssistant) -> None:
     )
     assert result["step_id"] == "discovery_confirm"
     assert list(result["data_schema"].schema) == ["access_code", "model"]
+    hass.config_entries.flow.async_abort(result["flow_id"])
+
+
+async def test_discovery_pins_the_certificate_read_before_the_form(
+    hass: HomeAssistant, bambu: BambuPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Something else answering at the address by the time the user submits
+    gets no access code: the login is pinned to what the flow read first."""
+    monkeypatch.setattr(
+        "custom_components.printcam.families.bambu.DEFAULT_PORT", bambu.port
+    )
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+        data={"host": "127.0.0.1", "serial": SERIAL, "model": "P1S", "name": None},
+    )
+    first = bambu.cert_sha256
+    assert result["description_placeholders"]["fingerprint"] == first
+    bambu.regenerate_certificate()  # another device now, with a look-alike name
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"access_code": CODE}
+    )
+    assert result["errors"] == {"base": "cert_mismatch"}
+    assert bambu.auth_packets == []
+    hass.config_entries.flow.async_abort(result["flow_id"])
+
+
+async def test_discovery_of_an_impostor_aborts_before_the_form(
+    hass: HomeAssistant, socket_enabled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device that announced the serial presents another printer's certificate."""
+    async with started_printers(BambuPrinter, cert_cn="01P00A000000999") as make:
+        impostor = await make()
+        monkeypatch.setattr(
+            "custom_components.printcam.families.bambu.DEFAULT_PORT", impostor.port
+        )
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN,
+            context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+            data={"host": "127.0.0.1", "serial": SERIAL, "model": "P1S"},
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "invalid_serial"
+        assert (impostor.handshakes, impostor.auth_packets) == (1, [])
+
+
+async def test_discovery_reads_the_certificate_on_submit_if_it_could_not_before(
+    hass: HomeAssistant, bambu: BambuPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A printer whose camera was off when found still gets the form; the
+    certificate is read when the user submits, before the access code."""
+    monkeypatch.setattr(
+        "custom_components.printcam.families.bambu.DEFAULT_PORT", bambu.port
+    )
+    bambu.refuse()
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+        data={"host": "127.0.0.1", "serial": SERIAL, "model": "P1S", "name": None},
+    )
+    assert result["step_id"] == "discovery_confirm"
+    assert result["description_placeholders"]["fingerprint"] == "-"
+    await bambu.accept()
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"access_code": CODE}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"]["cert_sha256"] == bambu.cert_sha256
+    await hass.async_block_till_done()
+    # One handshake only read the certificate; every other one logged in.
+    assert bambu.auth_missing == 1
+    assert bambu.handshakes == 1 + len(bambu.auth_packets) == 1 + bambu.auth_ok
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
 
 
 async def test_discovery_of_rtsps_model_aborts(hass: HomeAssistant) -> None:
@@ -212,9 +299,10 @@ async def test_discovery_of_rtsps_model_aborts(hass: HomeAssistant) -> None:
     assert result["reason"] == "rtsps_model"
 
 
-async def test_discovery_of_configured_printer_updates_host(
+async def test_discovery_flow_never_moves_a_configured_printer(
     hass: HomeAssistant,
 ) -> None:
+    """Only discovery.py moves a printer, after checking the new address's pin."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id=SERIAL,
@@ -228,7 +316,7 @@ async def test_discovery_of_configured_printer_updates_host(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
-    assert entry.data["host"] == "10.0.0.2"
+    assert entry.data["host"] == "10.0.0.1"
 
 
 async def test_viewers_and_stills_share_one_tls_connection(
@@ -356,7 +444,12 @@ async def test_certificate_mismatch_raises_repair_and_reconfigure_accepts(
     issue_id = f"cert_mismatch_{entry.entry_id}"
     issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
     assert issue is not None
-    assert issue.translation_placeholders["presented"] == new
+    assert issue.translation_placeholders == {
+        "name": "Bambu Lab P1S",
+        "host": f"127.0.0.1:{bambu.port}",
+        "expected": old,
+        "presented": new,
+    }
 
     result = await entry.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure_bambu"
@@ -364,8 +457,13 @@ async def test_certificate_mismatch_raises_repair_and_reconfigure_accepts(
         result["flow_id"], {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
     )
     assert result["step_id"] == "reconfigure_certificate"
-    assert result["description_placeholders"]["old"] == old
-    assert result["description_placeholders"]["new"] == new
+    assert result["description_placeholders"] == {
+        "name": "Bambu Lab P1S",
+        "old": old,
+        "new": new,
+        "old_host": f"127.0.0.1:{bambu.port}",
+        "new_host": f"127.0.0.1:{bambu.port}",
+    }
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
@@ -446,6 +544,9 @@ async def test_udp_announcement_starts_the_discovery_flow(
 ) -> None:
     """A real NOTIFY datagram reaches the listener and opens our flow."""
     monkeypatch.setattr(discovery, "DISCOVERY_BIND", "127.0.0.1")
+    monkeypatch.setattr(
+        "custom_components.printcam.families.bambu.DEFAULT_PORT", bambu.port
+    )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -473,7 +574,10 @@ async def test_udp_announcement_starts_the_discovery_flow(
     assert flow["context"]["unique_id"] == SERIAL
     assert flow["step_id"] == "discovery_confirm"
     assert flow["context"]["title_placeholders"] == {"name": "Garage P1S"}
+    # The flow read the certificate at the datagram's source, sent nothing.
+    assert (bambu.handshakes, bambu.auth_packets) == (1, [])
     await discovery.async_stop_discovery(hass)
+    hass.config_entries.flow.async_abort(flow["flow_id"])
 
 
 async def test_unexpected_error_while_checking(
@@ -604,3 +708,47 @@ async def test_setup_errors_of_the_probe(
     assert entry.state is ConfigEntryState[state]
     assert reason in (entry.reason or "").lower()
     assert bambu.auth_ok + bambu.auth_failures == 0  # no access code was sent
+
+
+async def test_certificate_without_the_serial_gets_no_access_code(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    """Trust on first use needs the certificate to name the printer's serial."""
+    flow_id = await _bambu_form(hass)
+    nameless = PrinterCertificate(bambu.cert_sha256, None, bambu.cert_der)
+    with patch(
+        "custom_components.printcam.families.bambu.fetch_certificate",
+        return_value=nameless,
+    ) as fetch:
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(bambu)
+        )
+    assert fetch.call_args.args == ("127.0.0.1", bambu.port, 10.0)
+    assert result["errors"] == {"base": "invalid_serial"}
+    assert bambu.total_connections == 0
+
+
+async def test_reconfigure_to_another_address_shows_both_addresses(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    """The trust step says where the trusted and the new certificate are."""
+    data = {**bambu_entry(bambu).data, "host": "10.0.0.1", "cert_sha256": "ab" * 32}
+    del data["port"]  # the printer was at 10.0.0.1:6000
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Bambu Lab P1S", unique_id=SERIAL, data=data
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": "127.0.0.1", "advanced": {"port": bambu.port}}
+    )
+    assert result["step_id"] == "reconfigure_certificate"
+    assert result["description_placeholders"] == {
+        "name": "Bambu Lab P1S",
+        "old": "ab" * 32,
+        "new": bambu.cert_sha256,
+        "old_host": "10.0.0.1",
+        "new_host": f"127.0.0.1:{bambu.port}",
+    }
+    assert bambu.auth_packets == []
+    hass.config_entries.flow.async_abort(result["flow_id"])

@@ -24,7 +24,7 @@ from custom_components.printcam.families import (
     InvalidConfig,
     family_for,
 )
-from custom_components.printcam.families.bambu import BambuFamily
+from custom_components.printcam.families.bambu import BambuFamily, printer_address
 from custom_components.printcam.families.mjpeg import (
     MjpegFamily,
     async_migrate_unique_id,
@@ -222,7 +222,9 @@ def test_only_bambu_claims_its_announcements() -> None:
     assert found is not None
     assert (found.unique_id, found.title) == ("01P00A1", "Bambu Lab X1C")
     assert found.data == {"host": "10.0.0.9", "serial": "01P00A1", "model": None}
-    assert found.updates == {"host": "10.0.0.9"}
+    # An announcement never changes a configured printer's entry by itself.
+    assert found.updates == {}
+    assert found.placeholders["fingerprint"] == "-"
     assert found.abort_reason == "rtsps_model"
     assert BambuFamily().discovered(SOURCE_ZEROCONF, info) is None
     assert BambuFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, object()) is None
@@ -353,3 +355,28 @@ async def test_a_hostile_camera_does_not_load_as_if_it_were_fine(
     assert {r.headers["Accept-Encoding"] for r in printer.requests} == {"identity"}
     assert printer.requests[0].headers["User-Agent"].startswith("HomeAssistant/")
     await printer.wait_for(lambda p: p.open_connections == 0)
+
+
+async def test_families_look_at_nothing_discovered_by_default(
+    hass: HomeAssistant,
+) -> None:
+    found = BambuFamily().discovered(
+        SOURCE_INTEGRATION_DISCOVERY,
+        {"host": "10.0.0.9", "serial": "01P00A1", "model": "P1S"},
+    )
+    assert found is not None
+    assert await Family.async_inspect_discovered(MjpegFamily(), hass, found, 1) is found
+
+
+@pytest.mark.parametrize(
+    ("data", "address"),
+    [
+        ({"host": "10.0.0.5"}, "10.0.0.5"),
+        ({"host": "10.0.0.5", "port": 6000}, "10.0.0.5"),
+        ({"host": "10.0.0.5", "port": 6001}, "10.0.0.5:6001"),
+        ({"host": "fe80::1", "port": 6001}, "[fe80::1]:6001"),
+        ({"host": "fe80::1"}, "fe80::1"),
+    ],
+)
+def test_printer_address(data: dict[str, Any], address: str) -> None:
+    assert printer_address(data) == address

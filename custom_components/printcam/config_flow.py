@@ -197,9 +197,17 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
     async def _async_step_found(
         self, family: Family, found: Discovered
     ) -> ConfigFlowResult:
-        """Refresh a known printer's entry, or ask to add a new one."""
+        """Refresh a known printer's entry, or ask to add a new one.
+
+        Before the form is shown the family looks at the printer (without
+        sending a credential) and may abort: something else announced it.
+        """
         await self.async_set_unique_id(found.unique_id)
         self._abort_if_unique_id_configured(updates=found.updates)
+        if found.abort_reason is None:
+            found = await family.async_inspect_discovered(
+                self.hass, found, VALIDATE_TIMEOUT
+            )
         if found.abort_reason is not None:
             return self.async_abort(reason=found.abort_reason)
         self._discovered = (family, found)

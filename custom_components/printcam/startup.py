@@ -27,6 +27,7 @@ from .const import DOMAIN, PROBE_TIMEOUT
 from .coordinator import PrintCamCoordinator
 from .data import PrintCamData, SetupContext, Stage
 from .families import InvalidConfig, family_for
+from .families.bambu import printer_address
 from .sources import (
     CameraPortClosed,
     CertificateMismatch,
@@ -191,7 +192,14 @@ def _cert_issue_id(entry: PrintCamConfigEntry) -> str:
 def async_create_cert_issue(
     hass: HomeAssistant, entry: PrintCamConfigEntry, err: CertificateMismatch
 ) -> None:
-    """Explain a changed printer certificate and how to accept it."""
+    """Explain a changed printer certificate and how to accept it.
+
+    The text names the address that presented the other certificate: the
+    printer's configured one, the only address the pinned certificate is
+    trusted at (discovery never moves a printer to an address presenting
+    another certificate). Reconfigure then shows the old and the new address
+    with both fingerprints before anything is trusted.
+    """
     ir.async_create_issue(
         hass,
         DOMAIN,
@@ -202,6 +210,7 @@ def async_create_cert_issue(
         translation_key="cert_mismatch",
         translation_placeholders={
             "name": entry.title,
+            "host": printer_address(entry.data),
             "expected": err.expected,
             "presented": err.presented or "none",
         },

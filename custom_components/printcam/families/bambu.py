@@ -4,20 +4,29 @@ Entry data: ``{"kind": "bambu", "host", "serial", "access_code", "model",
 "cert_sha256"}``, plus ``"port"`` when it is not 6000. The unique id is the
 serial number (upper case, as on the printer's label).
 
-The printer's certificate is pinned: adding a printer captures its
-fingerprint in the same connection that logs in (trust on first use); from
-then on every connection must present exactly that certificate before the
-access code is sent. Reconfigure shows a changed fingerprint and stores it
-only once the user accepts it (step ``reconfigure_certificate``).
+The printer's certificate is pinned (trust on first use): adding a printer
+first reads its certificate (a TLS handshake, nothing sent), which must name
+the serial number, and then logs in only to a peer presenting exactly that
+certificate; from then on every connection must present it before the access
+code is sent. Reconfigure shows a changed fingerprint, with the old and the
+new address, and stores it only once the user accepts it (step
+``reconfigure_certificate``).
 
 Discovery: `async_setup_discovery` starts `discovery.py`'s listener for the
 printers' UDP announcements, which starts ``integration_discovery`` flows
-with a `BambuDiscoveryData`.
+with a `BambuDiscoveryData` whose host is the announcement's source address.
+The flow reads the certificate there before it shows the form
+(`async_inspect_discovered`), and the access code is sent only to that
+certificate. A discovery flow never changes a configured printer's entry:
+`discovery.py` moves a printer only when its new address presents the pin.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
+import logging
 from typing import Any, Final
 
 from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
@@ -48,10 +57,11 @@ from custom_components.printcam.const import (
     KIND_BAMBU,
 )
 from custom_components.printcam.discovery import async_start_discovery
-from custom_components.printcam.sources import CannotConnect
+from custom_components.printcam.sources import CannotConnect, SourceError
 from custom_components.printcam.sources.bambu_chamber import (
     DEFAULT_PORT,
     BambuChamberSource,
+    PrinterCertificate,
     fetch_certificate,
 )
 
@@ -66,8 +76,12 @@ from .base import (
     InvalidConfig,
 )
 
+_LOGGER = logging.getLogger(__name__)
+
 CONF_ADVANCED: Final = "advanced"
 CERTIFICATE_STEP: Final = "reconfigure_certificate"
+UNKNOWN_FINGERPRINT: Final = "-"
+"""Shown while a discovered printer's certificate could not be read yet."""
 
 _MODEL = SelectSelector(
     SelectSelectorConfig(
@@ -124,6 +138,22 @@ def _check_fields(access_code: str, model: str | None) -> None:
 
 def _port(data: Mapping[str, Any]) -> int:
     return int(data.get(CONF_PORT, DEFAULT_PORT))
+
+
+def printer_address(data: Mapping[str, Any]) -> str:
+    """Return the printer's address for texts: the host, and the port if not 6000."""
+    host = str(data.get(CONF_HOST, ""))
+    port = data.get(CONF_PORT, DEFAULT_PORT)
+    if port == DEFAULT_PORT:
+        return host
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _names_serial(cert: PrinterCertificate, serial: str) -> bool:
+    """Return whether the certificate's common name is the serial number."""
+    return (cert.common_name or "").strip().upper() == serial.strip().upper()
 
 
 class BambuFamily(Family):
@@ -236,16 +266,26 @@ class BambuFamily(Family):
     ) -> dict[str, Any]:
         """Log in and wait for one frame; return the data with the pinned fingerprint.
 
-        Without a fingerprint in `data` the certificate is captured (trust on
-        first use) in the same connection; otherwise the printer must present
-        exactly that one.
+        Without a fingerprint in `data` the certificate is read first (trust
+        on first use: a TLS handshake, nothing sent) and must name the
+        serial number; the login then goes only to a peer presenting exactly
+        that certificate, like with a fingerprint in `data`. Both within
+        `timeout`.
         """
-        source = self._source(data, data.get(CONF_CERT_SHA256) or None)
-        await source.fetch_frame(timeout)
-        cert = source.peer_certificate
-        if cert is None:  # pragma: no cover - every connection that logs in sets it
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pin = data.get(CONF_CERT_SHA256) or None
+        if pin is None:
+            cert = await fetch_certificate(data[CONF_HOST], _port(data), timeout)
+            if not _names_serial(cert, data[CONF_SERIAL]):
+                raise FormError({"base": "invalid_serial"})
+            pin = cert.sha256
+        source = self._source(data, pin)
+        await source.fetch_frame(max(deadline - loop.time(), 0.0))
+        peer = source.peer_certificate
+        if peer is None:  # pragma: no cover - every connection that logs in sets it
             raise CannotConnect("no certificate")
-        return {**data, CONF_CERT_SHA256: cert.sha256}
+        return {**data, CONF_CERT_SHA256: peer.sha256}
 
     async def async_check_reconfigure(
         self,
@@ -254,15 +294,24 @@ class BambuFamily(Family):
         new: Mapping[str, Any],
         timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
     ) -> dict[str, Any] | ConfirmChange:
-        """Look at the certificate first; show a changed one before logging in."""
+        """Look at the certificate first; show a changed one before logging in.
+
+        The confirmation shows the old and the new address with the old and
+        the new fingerprint.
+        """
         cert = await fetch_certificate(new[CONF_HOST], _port(new), timeout)
-        if cert.common_name and cert.common_name.upper() != new[CONF_SERIAL].upper():
+        if not _names_serial(cert, new[CONF_SERIAL]):
             raise FormError({"base": "invalid_serial"})
         if cert.sha256 != old[CONF_CERT_SHA256]:
             return ConfirmChange(
                 CERTIFICATE_STEP,
                 {**new, CONF_CERT_SHA256: cert.sha256},
-                {"old": old[CONF_CERT_SHA256], "new": cert.sha256},
+                {
+                    "old": old[CONF_CERT_SHA256],
+                    "new": cert.sha256,
+                    "old_host": printer_address(old),
+                    "new_host": printer_address(new),
+                },
             )
         return await self.async_check(hass, new, timeout)
 
@@ -271,7 +320,11 @@ class BambuFamily(Family):
         await async_start_discovery(hass)
 
     def discovered(self, source: str, info: object) -> Discovered | None:
-        """Describe a printer from its UDP announcement (`BambuDiscoveryData`)."""
+        """Describe a printer from its UDP announcement (`BambuDiscoveryData`).
+
+        No `updates`: an announcement never changes a configured printer's
+        entry here (`discovery.py` moves one only after checking its pin).
+        """
         if source != SOURCE_INTEGRATION_DISCOVERY or not isinstance(info, Mapping):
             return None
         serial = str(info[CONF_SERIAL]).upper()
@@ -286,9 +339,52 @@ class BambuFamily(Family):
                 CONF_SERIAL: serial,
                 CONF_MODEL: model if model in BAMBU_CHAMBER_MODELS else None,
             },
-            placeholders={"name": name, "host": host, "serial": serial},
-            updates={CONF_HOST: host},
+            placeholders={
+                "name": name,
+                "host": host,
+                "serial": serial,
+                "fingerprint": UNKNOWN_FINGERPRINT,
+            },
             abort_reason="rtsps_model" if model in BAMBU_RTSPS_MODELS else None,
+        )
+
+    async def async_inspect_discovered(
+        self,
+        hass: HomeAssistant,
+        discovered: Discovered,
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> Discovered:
+        """Read the certificate at the announced address (nothing is sent).
+
+        One that does not name the serial aborts the flow (``invalid_serial``):
+        something else announced this printer. A read one is pinned for the
+        login. A printer that does not answer yet (camera off) keeps the flow:
+        the certificate is read when the user submits, before the access
+        code is sent.
+        """
+        info = discovered.data
+        try:
+            cert = await fetch_certificate(info[CONF_HOST], DEFAULT_PORT, timeout)
+        except SourceError as err:
+            _LOGGER.debug(
+                "Discovered printer %s: certificate not read yet (%s)",
+                info[CONF_SERIAL],
+                err,
+            )
+            return discovered
+        if not _names_serial(cert, info[CONF_SERIAL]):
+            _LOGGER.warning(
+                "Ignoring the announcement of Bambu Lab printer %s from %s: the "
+                "certificate there names %r",
+                info[CONF_SERIAL],
+                info[CONF_HOST],
+                cert.common_name,
+            )
+            return replace(discovered, abort_reason="invalid_serial")
+        return replace(
+            discovered,
+            data={**info, CONF_CERT_SHA256: cert.sha256},
+            placeholders={**discovered.placeholders, "fingerprint": cert.sha256},
         )
 
     def discovery_schema(self, discovered: Discovered) -> vol.Schema:
@@ -306,4 +402,6 @@ class BambuFamily(Family):
         _check_fields(code, model)
         info = discovered.data
         data = entry_data(info[CONF_HOST], DEFAULT_PORT, info[CONF_SERIAL], code, model)
+        if CONF_CERT_SHA256 in info:  # read when the flow started: pinned
+            data[CONF_CERT_SHA256] = info[CONF_CERT_SHA256]
         return Draft(title=discovered.title, data=data)

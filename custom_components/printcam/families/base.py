@@ -205,6 +205,21 @@ class Family(ABC):
         """Describe the printer a discovery flow found; None if not this family's."""
         return None
 
+    async def async_inspect_discovered(
+        self,
+        hass: HomeAssistant,
+        discovered: Discovered,
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> Discovered:
+        """Look at a discovered printer before the user is asked anything.
+
+        Sends no credential. Returns `discovered` completed with what was
+        learnt (say, a certificate to pin), or with an `abort_reason` when
+        the device is not the printer it claims to be. The default looks at
+        nothing.
+        """
+        return discovered
+
     def discovery_schema(self, discovered: Discovered) -> vol.Schema:
         """Return the discovery_confirm form: what discovery could not tell."""
         raise NotImplementedError
