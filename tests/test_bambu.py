@@ -710,6 +710,81 @@ async def test_setup_errors_of_the_probe(
     assert bambu.auth_ok + bambu.auth_failures == 0  # no access code was sent
 
 
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        ({"host": "http://127.0.0.1"}, {"host": "invalid_host"}),
+        ({"host": "127.0.0.1:6000"}, {"host": "invalid_host"}),
+        ({"host": "300.1.1.1"}, {"host": "invalid_host"}),
+        ({"host": "my printer"}, {"host": "invalid_host"}),
+        ({"serial": "01P00A-392800"}, {"serial": "invalid_serial_number"}),
+        ({"serial": "1234567"}, {"serial": "invalid_serial_number"}),
+        (
+            {"access_code": "1234 678"},
+            {"access_code": "invalid_access_code_characters"},
+        ),
+        (
+            {"access_code": "12345ü78"},
+            {"access_code": "invalid_access_code_characters"},
+        ),
+        (
+            {"access_code": "1234567\x00"},
+            {"access_code": "invalid_access_code_characters"},
+        ),
+        (
+            {"host": "", "serial": "", "access_code": "", "model": "X1C"},
+            {
+                "host": "invalid_host",
+                "serial": "invalid_serial_number",
+                "access_code": "invalid_access_code",
+                "model": "rtsps_model",
+            },
+        ),
+    ],
+)
+async def test_user_flow_refuses_bad_fields_before_connecting(
+    hass: HomeAssistant,
+    bambu: BambuPrinter,
+    changes: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    flow_id = await _bambu_form(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(bambu, **changes)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert bambu.total_connections == 0
+    # Fields are normalised: blanks around, a lower-case serial.
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(bambu, host=" 127.0.0.1 ", serial=f" {SERIAL.lower()} ")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert (result["data"]["host"], result["data"]["serial"]) == ("127.0.0.1", SERIAL)
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_reconfigure_and_reauth_refuse_bad_fields_before_connecting(
+    hass: HomeAssistant, bambu: BambuPrinter
+) -> None:
+    entry = bambu_entry(bambu)
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": "https://printer/", "advanced": {"port": 6000}}
+    )
+    assert result["errors"] == {"host": "invalid_host"}
+    hass.config_entries.flow.async_abort(result["flow_id"])
+    result = await entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"access_code": "abc-defg"}
+    )
+    assert result["errors"] == {"access_code": "invalid_access_code_characters"}
+    hass.config_entries.flow.async_abort(result["flow_id"])
+    assert bambu.total_connections == 0
+
+
 async def test_certificate_without_the_serial_gets_no_access_code(
     hass: HomeAssistant, bambu: BambuPrinter
 ) -> None:

@@ -368,6 +368,29 @@ async def test_families_look_at_nothing_discovered_by_default(
     assert await Family.async_inspect_discovered(MjpegFamily(), hass, found, 1) is found
 
 
+def test_bambu_forms_normalise_what_they_accept() -> None:
+    draft = BambuFamily().parse_user(
+        {
+            "host": " Printer.LAN. ",
+            "serial": " 01p00a000000001 ",
+            "access_code": " aB3dE6g8 ",
+            "model": "A1",
+            "advanced": {"port": 6000},
+        }
+    )
+    assert draft.data == {
+        "kind": "bambu",
+        "host": "printer.lan",
+        "serial": "01P00A000000001",
+        "access_code": "aB3dE6g8",
+        "model": "A1",
+    }
+    changed = BambuFamily().parse_reconfigure(
+        BAMBU, {"host": "FE80:0::1", "advanced": {"port": 6001}}
+    )
+    assert (changed["host"], changed["port"]) == ("fe80::1", 6001)
+
+
 @pytest.mark.parametrize(
     ("data", "address"),
     [

@@ -12,6 +12,11 @@ code is sent. Reconfigure shows a changed fingerprint, with the old and the
 new address, and stores it only once the user accepts it (step
 ``reconfigure_certificate``).
 
+The forms refuse, before any connection, an address that is neither an IP
+address nor a host name, a serial number that is not 8-20 letters and
+digits (the pattern discovery accepts) and an access code that is not 8
+letters and digits.
+
 Discovery: `async_setup_discovery` starts `discovery.py`'s listener for the
 printers' UDP announcements, which starts ``integration_discovery`` flows
 with a `BambuDiscoveryData` whose host is the announcement's source address.
@@ -27,6 +32,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 import logging
+import re
 from typing import Any, Final
 
 from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
@@ -56,7 +62,11 @@ from custom_components.printcam.const import (
     CONF_SERIAL,
     KIND_BAMBU,
 )
-from custom_components.printcam.discovery import async_start_discovery
+from custom_components.printcam.discovery import (
+    async_start_discovery,
+    valid_host,
+    valid_serial,
+)
 from custom_components.printcam.sources import CannotConnect, SourceError
 from custom_components.printcam.sources.bambu_chamber import (
     DEFAULT_PORT,
@@ -82,6 +92,7 @@ CONF_ADVANCED: Final = "advanced"
 CERTIFICATE_STEP: Final = "reconfigure_certificate"
 UNKNOWN_FINGERPRINT: Final = "-"
 """Shown while a discovered printer's certificate could not be read yet."""
+_ACCESS_CODE_CHARS: Final = re.compile(r"[A-Za-z0-9]+")
 
 _MODEL = SelectSelector(
     SelectSelectorConfig(
@@ -128,12 +139,29 @@ def entry_data(
     return data
 
 
-def _check_fields(access_code: str, model: str | None) -> None:
-    """Refuse what needs no connection: the code's length, an RTSPS model."""
+def _field_errors(access_code: str, model: str | None) -> dict[str, str]:
+    """Return what needs no connection: the code's length and characters, a model."""
+    errors: dict[str, str] = {}
     if model in BAMBU_RTSPS_MODELS:
-        raise FormError({CONF_MODEL: "rtsps_model"})
+        errors[CONF_MODEL] = "rtsps_model"
     if len(access_code) != BAMBU_ACCESS_CODE_LENGTH:
-        raise FormError({CONF_ACCESS_CODE: "invalid_access_code"})
+        errors[CONF_ACCESS_CODE] = "invalid_access_code"
+    elif not _ACCESS_CODE_CHARS.fullmatch(access_code):
+        errors[CONF_ACCESS_CODE] = "invalid_access_code_characters"
+    return errors
+
+
+def _check_fields(access_code: str, model: str | None) -> None:
+    """Refuse a bad access code or an RTSPS model (FormError)."""
+    if errors := _field_errors(access_code, model):
+        raise FormError(errors)
+
+
+def _host(value: str) -> str:
+    """Return the entered address, normalised; FormError if it is not one."""
+    if (host := valid_host(value)) is None:
+        raise FormError({CONF_HOST: "invalid_host"})
+    return host
 
 
 def _port(data: Mapping[str, Any]) -> int:
@@ -218,16 +246,19 @@ class BambuFamily(Family):
         )
 
     def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
-        """Return the printer's data, titled with its model."""
+        """Return the printer's data, titled with its model; every field checked."""
         code = user_input[CONF_ACCESS_CODE].strip()
         model = user_input[CONF_MODEL]
-        _check_fields(code, model)
+        errors: dict[str, str] = {}
+        if (host := valid_host(user_input[CONF_HOST])) is None:
+            errors[CONF_HOST] = "invalid_host"
+        if (serial := valid_serial(user_input[CONF_SERIAL])) is None:
+            errors[CONF_SERIAL] = "invalid_serial_number"
+        errors |= _field_errors(code, model)
+        if errors or host is None or serial is None:
+            raise FormError(errors)
         data = entry_data(
-            user_input[CONF_HOST].strip(),
-            int(user_input[CONF_ADVANCED][CONF_PORT]),
-            user_input[CONF_SERIAL].strip().upper(),
-            code,
-            model,
+            host, int(user_input[CONF_ADVANCED][CONF_PORT]), serial, code, model
         )
         return Draft(title=f"Bambu Lab {model}", data=data)
 
@@ -245,7 +276,7 @@ class BambuFamily(Family):
         """Return the data with the new address (the pin is checked later)."""
         return {
             **entry_data(
-                user_input[CONF_HOST].strip(),
+                _host(user_input[CONF_HOST]),
                 int(user_input[CONF_ADVANCED][CONF_PORT]),
                 data[CONF_SERIAL],
                 data[CONF_ACCESS_CODE],
