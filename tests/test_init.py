@@ -14,6 +14,7 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.printcam import fanout, startup
 from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.families.mjpeg import legacy_unique_id, normalize_url
 from custom_components.printcam.startup import STAGES, Stage
 from custom_components.printcam.stream import StreamState
 from printer_sim.mjpeg_server import MjpegPrinter
@@ -221,3 +222,30 @@ async def test_unload_stops_when_platforms_cannot_unload(
     # Home Assistant will not retry; finish the undo ourselves.
     assert await startup.async_unload_staged(hass, entry)
     await until(lambda: printer.open_connections == 0)
+
+
+async def test_older_entry_loses_query_credentials_from_its_identity(
+    hass: HomeAssistant, socket_enabled: None
+) -> None:
+    """1.1 -> 1.2: credentials in the URL's query leave the unique id."""
+    printer = MjpegPrinter(auth="query", username="admin", password="s3cret-pw")
+    await printer.start()
+    try:
+        url = f"{printer.url}?user=admin&pwd=s3cret-pw"
+        entry = make_entry(url)
+        entry = type(entry)(
+            domain=DOMAIN,
+            title="Printer",
+            data=dict(entry.data),
+            unique_id=legacy_unique_id(url),
+            minor_version=1,
+        )
+        await setup_entry(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+        assert entry.minor_version == 2
+        assert entry.unique_id == normalize_url(url)
+        assert "s3cret-pw" not in (entry.unique_id or "")
+        assert entry.data["url"] == url  # the camera still gets them
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await printer.close()

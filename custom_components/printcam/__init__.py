@@ -16,6 +16,7 @@ from homeassistant.helpers.typing import ConfigType
 from .const import DOMAIN
 from .data import PrintCamConfigEntry
 from .families import FAMILIES
+from .families.mjpeg import async_migrate_unique_id
 from .startup import async_setup_staged, async_unload_staged
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,5 +46,14 @@ async def async_unload_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) ->
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
-    """Refuse entries written by a newer PrintCam (downgrade)."""
-    return entry.version <= 1
+    """Bring older entries up to date; refuse ones from a newer PrintCam.
+
+    1.1 -> 1.2: an MJPEG entry whose URL carries credentials in its query
+    string had them in its unique id (and device and entity ids); they go.
+    """
+    if entry.version > 1:
+        return False
+    if entry.minor_version < 2:
+        async_migrate_unique_id(hass, entry)
+        hass.config_entries.async_update_entry(entry, minor_version=2)
+    return True

@@ -106,7 +106,7 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a printer's camera."""
 
     VERSION = 1
-    MINOR_VERSION = 1
+    MINOR_VERSION = 2  # 1.2: no credentials in MJPEG unique ids
 
     _discovered: tuple[Family, Discovered]
     _change: ConfirmChange
