@@ -37,7 +37,11 @@ from custom_components.printcam.sources.base import (
     SourceEvents,
     SourceTimeout,
 )
-from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
+from custom_components.printcam.sources.mjpeg_http import (
+    MjpegHttpSource,
+    _parse_challenges,
+    _pick_digest,
+)
 from printer_sim import (
     MjpegPrinter,
     mjpeg_server,
@@ -1697,3 +1701,18 @@ async def test_head_guard_trips_once_and_ignores_the_rest() -> None:
     assert isinstance(protocol.exception(), mjpeg_http._HeadTooLarge)
     guard(b"z")  # after the trip: nothing reaches the parser
     assert mjpeg_http._HeadTooLarge.__mro__[1] is aiohttp.ClientError
+
+
+def test_digest_challenge_with_bytes_that_are_not_utf8() -> None:
+    """aiohttp decodes header bytes with surrogateescape (found by tests/fuzz).
+
+    Such a challenge can be neither hashed nor sent back: a typed error, and
+    never Basic instead of the Digest the camera asked for.
+    """
+    value = b'Digest realm="\xff", nonce="abc", qop="auth"'.decode(
+        "utf-8", "surrogateescape"
+    )
+    with pytest.raises(ProtocolError, match="not valid text"):
+        _pick_digest(_parse_challenges([value]))
+    good = 'Digest realm="caf\u00e9", nonce="abc", qop="auth"'  # UTF-8 is fine
+    assert _pick_digest(_parse_challenges([value, good])) is not None

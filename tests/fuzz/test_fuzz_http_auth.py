@@ -25,7 +25,7 @@ import re
 from hypothesis import given, strategies as st
 from yarl import URL
 
-from custom_components.printcam.sources.base import InvalidAuth
+from custom_components.printcam.sources.base import InvalidAuth, ProtocolError
 from custom_components.printcam.sources.mjpeg_http import (
     _DigestAuth,
     _parse_challenges,
@@ -34,13 +34,11 @@ from custom_components.printcam.sources.mjpeg_http import (
 
 from .support import fuzz_settings, traced_peak
 
-HEADER_DECODING = "replace"
-"""How header bytes that are not UTF-8 are decoded here.
+HEADER_DECODING = "surrogateescape"
+"""How header bytes that are not UTF-8 are decoded here: like aiohttp.
 
-aiohttp decodes header values with ``surrogateescape``; answering a digest
-challenge whose realm or nonce holds such bytes raises UnicodeEncodeError
-in `_DigestAuth` today (reported, not fixed in this module's owner's file).
-Set this to ``"surrogateescape"`` once it is fixed, so the fuzzer covers it.
+A digest challenge whose values hold such bytes is refused with a
+ProtocolError (it can be neither hashed nor sent back), never with Basic.
 """
 
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
@@ -145,16 +143,24 @@ urls = st.sampled_from(
 
 def expected_choice(
     challenges: list[tuple[str, dict[str, str]]],
-) -> dict[str, str] | None | type[InvalidAuth]:
+) -> type[InvalidAuth | ProtocolError] | dict[str, str] | None:
     """The strongest supported digest offer, None, or InvalidAuth."""
-    offered = [p for scheme, p in challenges if scheme == "digest" and "nonce" in p]
-    if not offered:
+    digests = [p for scheme, p in challenges if scheme == "digest" and "nonce" in p]
+    if not digests:
         return None
+    offered = [p for p in digests if not any(_surrogates(v) for v in p.values())]
+    if not offered:
+        return ProtocolError
     for algorithm in PREFERENCE:
         for params in offered:
             if params.get("algorithm", "MD5").upper() == algorithm:
                 return params
     return InvalidAuth
+
+
+def _surrogates(text: str) -> bool:
+    """Return True if `text` holds undecodable bytes (lone surrogates)."""
+    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def to_bytes(text: str) -> bytes:
@@ -209,6 +215,8 @@ def test_fuzz_www_authenticate(
         outcome = _pick_digest(challenges)
     except InvalidAuth:
         outcome = InvalidAuth
+    except ProtocolError:
+        outcome = ProtocolError
     assert outcome is expected_choice(challenges)
     if not isinstance(outcome, dict):
         return

@@ -275,19 +275,34 @@ class _DigestAuth:
         return "Digest " + ", ".join(fields)
 
 
+def _is_text(value: str) -> bool:
+    """Return True unless `value` carries undecodable header bytes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _pick_digest(challenges: list[tuple[str, dict[str, str]]]) -> dict[str, str] | None:
     """Return the best digest challenge we can answer, None if there is none.
 
     Raises InvalidAuth when the printer only offers digest variants this
     module does not implement (retrying cannot help).
     """
-    offered = [
+    digests = [
         params
         for scheme, params in challenges
         if scheme == "digest" and "nonce" in params
     ]
-    if not offered:
+    if not digests:
         return None
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates; such a
+    # realm or nonce cannot be hashed nor sent back (found by tests/fuzz).
+    offered = [p for p in digests if all(_is_text(v) for v in p.values())]
+    if not offered:
+        # Never fall back to Basic for a camera that asked for Digest.
+        raise ProtocolError("the camera's digest challenge is not valid text")
     for algorithm in _DIGEST_PREFERENCE:
         for params in offered:
             if params.get("algorithm", "MD5").upper() == algorithm:
