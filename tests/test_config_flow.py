@@ -30,10 +30,16 @@ from custom_components.printcam.families import (
     FormError,
 )
 from custom_components.printcam.families.mjpeg import MjpegFamily, normalize_url
-from custom_components.printcam.sources import FrameSource, ProtocolError
+from custom_components.printcam.sources import FrameSource, ProtocolError, SourceError
 from printer_sim.mjpeg_server import MjpegPrinter
 
 from .conftest import make_entry, setup_entry
+
+
+class _OddError(SourceError):
+    """A source error with no form text of its own."""
+
+    reason = "odd"
 
 
 async def _mjpeg_form(hass: HomeAssistant) -> str:
@@ -429,8 +435,15 @@ async def test_a_new_family_gets_a_menu_option_and_an_add_step(
     flow_id = result["flow_id"]
     result = await hass.config_entries.flow.async_configure(flow_id, {"host": "x"})
     assert result["errors"] == {"host": "invalid_host"}
-    # A source error without a form string of its own reads as cannot_connect.
-    fake.failures = [ProtocolError("garbled"), FormError({"base": "other"})]
+    # A garbled answer has its own text; a source error without a form
+    # string of its own reads as cannot_connect.
+    fake.failures = [
+        ProtocolError("garbled"),
+        _OddError("odd"),
+        FormError({"base": "other"}),
+    ]
+    result = await hass.config_entries.flow.async_configure(flow_id, {"host": "f.lan"})
+    assert result["errors"] == {"base": "protocol_error"}
     result = await hass.config_entries.flow.async_configure(flow_id, {"host": "f.lan"})
     assert result["errors"] == {"base": "cannot_connect"}
     result = await hass.config_entries.flow.async_configure(flow_id, {"host": "f.lan"})
@@ -503,7 +516,7 @@ async def test_a_new_family_gets_reauth_and_reconfigure_steps(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"token": "new"}
     )
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"base": "protocol_error"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"token": "new"}
     )

@@ -94,7 +94,7 @@ async def _checked[T](check: Awaitable[T]) -> tuple[T | None, dict[str, str]]:
     except FormError as err:
         return None, err.errors
     except SourceError as err:
-        # A garbled answer is reported like any failed connection.
+        _LOGGER.debug("Checking the printer failed: %s", err)  # sources redact
         reason = err.reason if err.reason in SOURCE_FORM_ERRORS else "cannot_connect"
         return None, {"base": reason}
     except Exception:

@@ -37,6 +37,7 @@ SOURCE_FORM_ERRORS: Final = frozenset(
         "invalid_auth",
         "not_mjpeg",
         "timeout",
+        "protocol_error",
         "camera_port_closed",
         "invalid_serial",
         "cert_mismatch",
