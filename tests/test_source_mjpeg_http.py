@@ -39,6 +39,7 @@ from custom_components.printcam.sources.base import (
 )
 from custom_components.printcam.sources.mjpeg_http import (
     MjpegHttpSource,
+    _BodyScanner,
     _parse_challenges,
     _pick_digest,
 )
@@ -1242,20 +1243,21 @@ def test_body_scanner_sniffing_in_small_chunks() -> None:
     assert fed > limit
     with pytest.raises(NotMjpeg, match="no parsable JPEG"):
         scanner.feed(b"\x00" * 1000)
-    # Multipart: filler alone is not conclusive; only non-JPEG parts are.
+    # Multipart: filler alone is not conclusive; only non-JPEG parts are
+    # (up to the bound on bytes without a frame).
     scanner = mjpeg_http._BodyScanner(
         "multipart/x-mixed-replace;boundary=frame", 10_000, "cam"
     )
-    for _ in range(100):
+    for _ in range(60):
         scanner.feed(b"\r\n" * 500)
     scanner.finish()
     scanner = mjpeg_http._BodyScanner("multipart/x-mixed-replace", 10_000, "cam")
     scanner.feed(part(b"x" * 20_000))  # oversize: a camera after all
-    scanner.feed(b" " * limit)
+    scanner.feed(b" " * (limit // 2))
     # A frame settles it for good.
     scanner = mjpeg_http._BodyScanner("text/html", 10_000, "cam")
     assert scanner.feed(part(numbered_jpeg(7)) + b"--frame\r\n") == [numbered_jpeg(7)]
-    scanner.feed(b"<html>" * limit)
+    scanner.feed(b"<html>" * 10_000)
     scanner.finish()
 
 
@@ -1716,3 +1718,18 @@ def test_digest_challenge_with_bytes_that_are_not_utf8() -> None:
         _pick_digest(_parse_challenges([value]))
     good = 'Digest realm="caf\u00e9", nonce="abc", qop="auth"'  # UTF-8 is fine
     assert _pick_digest(_parse_challenges([value, good])) is not None
+
+
+def test_a_body_without_frames_is_dropped_after_a_bound() -> None:
+    """Hostile bytes cost loop time to parse: bounded per connection."""
+    scanner = _BodyScanner(
+        "multipart/x-mixed-replace;boundary=frame", max_frame_size=100_000, host="cam"
+    )
+    part = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + numbered_jpeg(1) + b"\r\n"
+    assert scanner.feed(part + b"--frame\r\n") == [numbered_jpeg(1)]
+    garbage = b"\n" * 16384
+    limit = mjpeg_http.GARBAGE_FRAMES * 100_000 + mjpeg_http.SNIFF_LIMIT
+    for _ in range(limit // len(garbage)):
+        assert scanner.feed(garbage) == []  # within the bound: parsed, dropped
+    with pytest.raises(ProtocolError, match="without a frame"):
+        scanner.feed(garbage)

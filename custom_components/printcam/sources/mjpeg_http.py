@@ -80,6 +80,11 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SNIFF_LIMIT: Final = 64 * 1024
+GARBAGE_FRAMES: Final = 2
+"""A body may carry this many `max_frame_size`s without a frame before the
+connection is dropped: parsing hostile bytes costs loop time (a flood of
+bare newlines parses at a few MB/s), so it is bounded per connection and the
+reconnect backoff spaces the rest out (found by tests/fuzz)."""
 """Bytes looked at before deciding that a body carries no JPEG frames."""
 MAX_HEAD_BYTES: Final = 64 * 1024
 """Bytes a response head may take (read when used). Cameras send well under
@@ -329,17 +334,25 @@ class _BodyScanner:
         self._probe = bytearray()
         self._scanned = 0
         self._had_frame = False
+        self._since_frame = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the frames ``chunk`` completes; raise NotMjpeg when hopeless."""
         frames = self.parser.feed(chunk)
         if frames:
             self._had_frame = True
-        elif not self._had_frame:
+            self._since_frame = 0
+            return frames
+        if not self._had_frame:
             if len(self._probe) < SNIFF_LIMIT:
                 self._probe += chunk[: SNIFF_LIMIT - len(self._probe)]
             self._scanned += len(chunk)
             self._check(ended=False)
+        self._since_frame += len(chunk)
+        if self._since_frame > GARBAGE_FRAMES * self._max_frame_size + SNIFF_LIMIT:
+            raise ProtocolError(
+                f"{self._host} sent {self._since_frame} bytes without a frame"
+            )
         return frames
 
     def finish(self) -> None:
