@@ -7,6 +7,9 @@ sockets or tasks behind.
 
 - `MjpegPrinter`: MJPEG over HTTP (``multipart/x-mixed-replace``) with the
   quirks of real camera servers, basic/digest auth and one-client limits.
+- `RtspsPrinter`: a Bambu Lab X1-style RTSPS camera (H.264, port-322
+  protocol), Debian's GStreamer RTSP server run by the system Python;
+  `rtsps_available` says whether this machine can run it.
 - `numbered_jpeg`, `solid_jpeg`, `block_jpeg`: real, decodable JPEG frames
   made in pure Python.
 """
@@ -28,6 +31,7 @@ from .mjpeg_server import (
     RequestRecord,
     self_signed_ssl_context,
 )
+from .rtsps import RtspsPrinter, rtsps_available
 
 __all__ = [
     "MODES",
@@ -35,9 +39,11 @@ __all__ = [
     "ConnectionRecord",
     "MjpegPrinter",
     "RequestRecord",
+    "RtspsPrinter",
     "block_jpeg",
     "frame_number",
     "numbered_jpeg",
+    "rtsps_available",
     "self_signed_ssl_context",
     "solid_jpeg",
     "with_comment",
