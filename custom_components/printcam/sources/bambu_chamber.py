@@ -239,6 +239,51 @@ async def fetch_certificate(
         await _close_writer(writer)
 
 
+def verify_peer(
+    writer: asyncio.StreamWriter,
+    target: str,
+    *,
+    serial: str,
+    cert_sha256: str | None,
+) -> PrinterCertificate:
+    """Check the pinned fingerprint, then the serial; return the certificate.
+
+    Call it right after the handshake, before any credential is sent.
+    ``cert_sha256`` is the normalized pin (None: not pinned, capture only).
+    Raises `CertificateMismatch`, `InvalidSerial` or `ProtocolError` (no
+    certificate).
+    """
+    der = _peer_der(writer, target)
+    presented = fingerprint(der)
+    if cert_sha256 is not None and not hmac.compare_digest(presented, cert_sha256):
+        raise CertificateMismatch(
+            f"{target} presented another TLS certificate than the one "
+            f"trusted at setup (sha256 {presented[:16]}..., expected "
+            f"{cert_sha256[:16]}...): the printer was reset or "
+            "replaced, or something else answers at this address",
+            expected=cert_sha256,
+            presented=presented,
+        )
+    common_name = _common_name(der)
+    if (
+        common_name is not None
+        and common_name.strip().casefold() != serial.strip().casefold()
+    ):
+        raise InvalidSerial(
+            f"{target} is printer {common_name}, not {serial}",
+            serial=serial,
+            common_name=common_name,
+        )
+    return PrinterCertificate(presented, common_name, der)
+
+
+# Public names for the other TLS sources (sources/rtsps_relay.py); the
+# private ones stay what this module calls (and what its tests patch).
+format_host = _format_host
+open_tls = _open_tls
+close_writer = _close_writer
+
+
 class _ClosedBeforeFrame(CannotConnect):
     """The printer closed the connection right after the login, before a frame."""
 
@@ -377,30 +422,9 @@ class BambuChamberSource(FrameSource):
 
     def _check_peer(self, writer: asyncio.StreamWriter) -> None:
         """Check the pinned fingerprint, then the serial: before any credential."""
-        der = _peer_der(writer, self.host)
-        presented = fingerprint(der)
-        if self._cert_sha256 is not None and not hmac.compare_digest(
-            presented, self._cert_sha256
-        ):
-            raise CertificateMismatch(
-                f"{self.host} presented another TLS certificate than the one "
-                f"trusted at setup (sha256 {presented[:16]}..., expected "
-                f"{self._cert_sha256[:16]}...): the printer was reset or "
-                "replaced, or something else answers at this address",
-                expected=self._cert_sha256,
-                presented=presented,
-            )
-        common_name = _common_name(der)
-        if (
-            common_name is not None
-            and common_name.strip().casefold() != self._serial.strip().casefold()
-        ):
-            raise InvalidSerial(
-                f"{self.host} is printer {common_name}, not {self._serial}",
-                serial=self._serial,
-                common_name=common_name,
-            )
-        self.peer_certificate = PrinterCertificate(presented, common_name, der)
+        self.peer_certificate = verify_peer(
+            writer, self.host, serial=self._serial, cert_sha256=self._cert_sha256
+        )
 
     async def _read(self, reader: asyncio.StreamReader, size: int) -> bytes:
         """Read exactly ``size`` bytes within the read timeout.

@@ -271,6 +271,16 @@ class CameraPortClosed(CannotConnect):
     reason = "camera_port_closed"
 
 
+class LiveviewDisabled(CannotConnect):
+    """The printer accepts its camera port, then closes it at once.
+
+    What a Bambu Lab X1 / H2 / P2S printer does on port 322 while "LAN Mode
+    Liveview" is off: the user has to turn that setting on.
+    """
+
+    reason = "liveview_disabled"
+
+
 class CertificateMismatch(SourceError):
     """The printer presented another TLS certificate than the pinned one.
 
