@@ -1,4 +1,4 @@
-"""Bambu Lab P1/A1 printers through Home Assistant, against a fake printer."""
+"""Bambu Lab printers through Home Assistant (P1: fake printer, X1: RTSPS server)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 import json
 import logging
+import os
 import socket
 from typing import Any
 from unittest.mock import patch
@@ -26,8 +27,10 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.printcam import discovery
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.sources.bambu_chamber import PrinterCertificate
+from custom_components.printcam.sources.bambu_rtsps import BambuRtspsSource
 from custom_components.printcam.sources.base import Backoff, CameraPortClosed
 from printer_sim.bambu_server import BambuPrinter
+from printer_sim.rtsps import RtspsPrinter, rtsps_available
 
 from .conftest import Viewer, setup_entry, started_printers, until
 
@@ -116,7 +119,6 @@ async def test_user_flow_pins_the_certificate(
     [
         ({"access_code": "87654321"}, None, {"base": "invalid_auth"}),
         ({"access_code": "1234"}, None, {"access_code": "invalid_access_code"}),
-        ({"model": "X1C"}, None, {"model": "rtsps_model"}),
         ({"serial": "01P00A999999999"}, None, {"base": "invalid_serial"}),
         ({}, "refuse", {"base": "camera_port_closed"}),
         ({}, "accept_hang", {"base": "timeout"}),
@@ -289,14 +291,22 @@ async def test_discovery_reads_the_certificate_on_submit_if_it_could_not_before(
     assert await hass.config_entries.async_unload(result["result"].entry_id)
 
 
-async def test_discovery_of_rtsps_model_aborts(hass: HomeAssistant) -> None:
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN,
-        context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
-        data={"host": "10.0.0.9", "serial": "00M09A350100001", "model": "X1C"},
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "rtsps_model"
+async def test_discovery_of_rtsps_model_asks_the_access_code(
+    hass: HomeAssistant,
+) -> None:
+    with patch(
+        "custom_components.printcam.families.bambu.fetch_certificate",
+        side_effect=CameraPortClosed("refused"),
+    ) as fetch:
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN,
+            context={"source": config_entries.SOURCE_INTEGRATION_DISCOVERY},
+            data={"host": "10.0.0.9", "serial": "00M09A350100001", "model": "X1C"},
+        )
+    assert fetch.call_args.args[:2] == ("10.0.0.9", 322)  # the RTSPS port
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "discovery_confirm"
+    assert list(result["data_schema"].schema) == ["access_code"]
 
 
 async def test_discovery_flow_never_moves_a_configured_printer(
@@ -737,7 +747,6 @@ async def test_setup_errors_of_the_probe(
                 "host": "invalid_host",
                 "serial": "invalid_serial_number",
                 "access_code": "invalid_access_code",
-                "model": "rtsps_model",
             },
         ),
     ],
@@ -827,3 +836,133 @@ async def test_reconfigure_to_another_address_shows_both_addresses(
     }
     assert bambu.auth_packets == []
     hass.config_entries.flow.async_abort(result["flow_id"])
+
+
+# --- X1 / H2 / P2S: RTSPS through the pinned relay and Home Assistant's ffmpeg
+
+_RTSPS_REASON = rtsps_available()
+rtsps = pytest.mark.skipif(
+    _RTSPS_REASON is not None, reason=f"RTSPS server unavailable: {_RTSPS_REASON}"
+)
+RTSPS_WAIT = 60.0  # ffmpeg probes the H.264 stream first; CI machines are loaded
+
+
+def _reaped(pid: int | None) -> bool:
+    assert pid is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def rtsps_input(printer: RtspsPrinter, **changes: Any) -> dict[str, Any]:
+    return {
+        "host": printer.host,
+        "serial": SERIAL,
+        "access_code": CODE,
+        "model": "X1C",
+        "advanced": {"port": printer.port},
+        **changes,
+    }
+
+
+@rtsps
+async def test_rtsps_user_flow_pins_the_certificate(
+    hass: HomeAssistant, socket_enabled: None
+) -> None:
+    async with RtspsPrinter(serial=SERIAL, access_code=CODE) as printer:
+        flow_id = await _bambu_form(hass)
+        async with asyncio.timeout(RTSPS_WAIT):
+            result = await hass.config_entries.flow.async_configure(
+                flow_id, rtsps_input(printer)
+            )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert result["data"] == {
+            "kind": "bambu",
+            "host": printer.host,
+            "port": printer.port,
+            "serial": SERIAL,
+            "access_code": CODE,
+            "model": "X1C",
+            "cert_sha256": printer.cert_sha256,
+        }
+        await hass.async_block_till_done()
+        entry = result["result"]
+        assert entry.state is ConfigEntryState.LOADED
+        source = entry.runtime_data.source
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert source.last_pid is None or _reaped(source.last_pid)
+        await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)
+        assert printer.status.get("max_open", 0) <= 1
+
+
+@rtsps
+@pytest.mark.parametrize(
+    ("mode", "changes", "errors"),
+    [
+        ("liveview_off", {}, {"base": "liveview_disabled"}),
+        ("good", {"access_code": "87654321"}, {"base": "invalid_auth"}),
+        ("good", {"serial": "01P00A999999999"}, {"base": "invalid_serial"}),
+    ],
+)
+async def test_rtsps_user_flow_errors(
+    hass: HomeAssistant,
+    socket_enabled: None,
+    mode: str,
+    changes: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    async with RtspsPrinter(serial=SERIAL, access_code=CODE, mode=mode) as printer:
+        flow_id = await _bambu_form(hass)
+        async with asyncio.timeout(RTSPS_WAIT):
+            result = await hass.config_entries.flow.async_configure(
+                flow_id, rtsps_input(printer, **changes)
+            )
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == errors
+        if "serial" in changes:  # only the certificate was read: no RTSP session
+            assert printer.status.get("connections_total", 0) <= 1
+            assert printer.status.get("sessions", 0) == 0
+
+
+@rtsps
+async def test_rtsps_entry_serves_a_still_and_leaves_no_ffmpeg(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, socket_enabled: None
+) -> None:
+    async with RtspsPrinter(serial=SERIAL, access_code=CODE) as printer:
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title="Bambu Lab X1C",
+            unique_id=SERIAL,
+            data={
+                "kind": "bambu",
+                "host": printer.host,
+                "port": printer.port,
+                "serial": SERIAL,
+                "access_code": CODE,
+                "model": "X1C",
+                "cert_sha256": printer.cert_sha256,
+            },
+        )
+        async with asyncio.timeout(RTSPS_WAIT):
+            await setup_entry(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+        source = entry.runtime_data.source
+        assert isinstance(source, BambuRtspsSource)
+        await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)
+        before = printer.status.get("connections_total", 0)
+        client = await hass_client()
+        async with asyncio.timeout(RTSPS_WAIT):
+            response = await client.get("/api/camera_proxy/camera.bambu_lab_x1c")
+            body = await response.read()
+        assert response.status == 200
+        assert body.startswith(b"\xff\xd8")
+        assert printer.status["connections_total"] - before == 1
+        assert printer.status.get("max_open", 0) <= 1
+        pid = source.last_pid
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert _reaped(pid)
+        await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)

@@ -198,6 +198,7 @@ def test_model_codes() -> None:
         "N7": "P2S",
         "O1D": "H2D",
         "O1C": "H2C",
+        "O1C2": "H2C",
         "O1S": "H2S",
         "N6": "X2D",
     }

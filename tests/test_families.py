@@ -141,7 +141,7 @@ def test_unique_ids() -> None:
         ({"kind": "mjpeg", "url": "http://h/", "still_url": "rtsp://h/"}, "still URL"),
         ({**BAMBU, "access_code": ""}, "access_code is missing"),
         ({**BAMBU, "cert_sha256": None}, "cert_sha256 is missing"),
-        ({**BAMBU, "model": "X1C"}, "no port-6000 chamber camera"),
+        ({**BAMBU, "model": "Z9"}, "is not known"),
         ({**BAMBU, "port": 70000}, "not a TCP port"),
         ({**BAMBU, "port": "6000"}, "not a TCP port"),
     ],
@@ -221,11 +221,11 @@ def test_only_bambu_claims_its_announcements() -> None:
     found = BambuFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, info)
     assert found is not None
     assert (found.unique_id, found.title) == ("01P00A1", "Bambu Lab X1C")
-    assert found.data == {"host": "10.0.0.9", "serial": "01P00A1", "model": None}
+    assert found.data == {"host": "10.0.0.9", "serial": "01P00A1", "model": "X1C"}
     # An announcement never changes a configured printer's entry by itself.
     assert found.updates == {}
     assert found.placeholders["fingerprint"] == "-"
-    assert found.abort_reason == "rtsps_model"
+    assert found.abort_reason is None  # RTSPS models are set up like the P1
     assert BambuFamily().discovered(SOURCE_ZEROCONF, info) is None
     assert BambuFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, object()) is None
     assert MjpegFamily().discovered(SOURCE_INTEGRATION_DISCOVERY, info) is None

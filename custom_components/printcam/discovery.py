@@ -100,6 +100,7 @@ MODEL_CODES: Final[dict[str, str]] = {
     "N7": "P2S",
     "O1D": "H2D",
     "O1C": "H2C",
+    "O1C2": "H2C",
     "O1S": "H2S",
     "N6": "X2D",
 }

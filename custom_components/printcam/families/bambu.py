@@ -1,8 +1,13 @@
-"""Bambu Lab P1P / P1S / A1 / A1 mini: the chamber camera on TLS port 6000.
+"""Bambu Lab printers: P1 / A1 on TLS port 6000, X1 / H2 / P2S / X2D RTSPS.
+
+P1P / P1S / A1 / A1 mini: the chamber camera on TLS port 6000. X1C / X1 /
+X1E / H2D / H2C / H2S / P2S / X2D: RTSPS on port 322, through the pinned relay
+and Home Assistant's ffmpeg (`BambuRtspsSource`).
 
 Entry data: ``{"kind": "bambu", "host", "serial", "access_code", "model",
-"cert_sha256"}``, plus ``"port"`` when it is not 6000. The unique id is the
-serial number (upper case, as on the printer's label).
+"cert_sha256"}``, plus ``"port"`` when it is not the model's default (6000,
+or 322 for the RTSPS models). The unique id is the serial number (upper
+case, as on the printer's label).
 
 The printer's certificate is pinned (trust on first use): adding a printer
 first reads its certificate (a TLS handshake, nothing sent), which must name
@@ -33,8 +38,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 import logging
 import re
+import ssl
 from typing import Any, Final
 
+from homeassistant.components.ffmpeg import get_ffmpeg_manager
 from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import section
@@ -67,13 +74,18 @@ from custom_components.printcam.discovery import (
     valid_host,
     valid_serial,
 )
-from custom_components.printcam.sources import CannotConnect, SourceError
+from custom_components.printcam.sources import CannotConnect, FrameSource, SourceError
 from custom_components.printcam.sources.bambu_chamber import (
     DEFAULT_PORT,
     BambuChamberSource,
     PrinterCertificate,
     fetch_certificate,
 )
+from custom_components.printcam.sources.bambu_rtsps import (
+    DEFAULT_PORT as RTSPS_PORT,
+    BambuRtspsSource,
+)
+from custom_components.printcam.sources.base import CameraPortClosed, LiveviewDisabled
 
 from .base import (
     PASSWORD,
@@ -104,7 +116,7 @@ _MODEL = SelectSelector(
 _ADVANCED = section(
     vol.Schema(
         {
-            vol.Required(CONF_PORT, default=DEFAULT_PORT): NumberSelector(
+            vol.Optional(CONF_PORT): NumberSelector(
                 NumberSelectorConfig(
                     min=1, max=65535, step=1, mode=NumberSelectorMode.BOX
                 )
@@ -120,10 +132,15 @@ _DISCOVERY_SCHEMA_WITH_MODEL: Final = _ACCESS_CODE_SCHEMA.extend(
 _REQUIRED: Final = (CONF_HOST, CONF_SERIAL, CONF_ACCESS_CODE, CONF_CERT_SHA256)
 
 
+def default_port(model: object) -> int:
+    """Return the camera port of a model: 322 for the RTSPS models, else 6000."""
+    return RTSPS_PORT if model in BAMBU_RTSPS_MODELS else DEFAULT_PORT
+
+
 def entry_data(
-    host: str, port: int, serial: str, access_code: str, model: str
+    host: str, port: int | None, serial: str, access_code: str, model: str
 ) -> dict[str, Any]:
-    """Return a printer's entry data; the port only when it is not 6000.
+    """Return a printer's entry data; the port only when not the model's default.
 
     The certificate's fingerprint is added by `BambuFamily.async_check`.
     """
@@ -134,16 +151,14 @@ def entry_data(
         CONF_ACCESS_CODE: access_code,
         CONF_MODEL: model,
     }
-    if port != DEFAULT_PORT:
+    if port is not None and port != default_port(model):
         data[CONF_PORT] = port
     return data
 
 
-def _field_errors(access_code: str, model: str | None) -> dict[str, str]:
-    """Return what needs no connection: the code's length and characters, a model."""
+def _field_errors(access_code: str) -> dict[str, str]:
+    """Return what needs no connection: the code's length and characters."""
     errors: dict[str, str] = {}
-    if model in BAMBU_RTSPS_MODELS:
-        errors[CONF_MODEL] = "rtsps_model"
     if len(access_code) != BAMBU_ACCESS_CODE_LENGTH:
         errors[CONF_ACCESS_CODE] = "invalid_access_code"
     elif not _ACCESS_CODE_CHARS.fullmatch(access_code):
@@ -151,9 +166,9 @@ def _field_errors(access_code: str, model: str | None) -> dict[str, str]:
     return errors
 
 
-def _check_fields(access_code: str, model: str | None) -> None:
-    """Refuse a bad access code or an RTSPS model (FormError)."""
-    if errors := _field_errors(access_code, model):
+def _check_fields(access_code: str) -> None:
+    """Refuse a bad access code (FormError)."""
+    if errors := _field_errors(access_code):
         raise FormError(errors)
 
 
@@ -165,14 +180,20 @@ def _host(value: str) -> str:
 
 
 def _port(data: Mapping[str, Any]) -> int:
-    return int(data.get(CONF_PORT, DEFAULT_PORT))
+    return int(data.get(CONF_PORT, default_port(data.get(CONF_MODEL))))
+
+
+def _form_port(user_input: Mapping[str, Any]) -> int | None:
+    """Return the port entered in the advanced section, None if left empty."""
+    port = user_input.get(CONF_ADVANCED, {}).get(CONF_PORT)
+    return None if port is None else int(port)
 
 
 def printer_address(data: Mapping[str, Any]) -> str:
-    """Return the printer's address for texts: the host, and the port if not 6000."""
+    """Return the printer's address for texts: the host, and a non-default port."""
     host = str(data.get(CONF_HOST, ""))
-    port = data.get(CONF_PORT, DEFAULT_PORT)
-    if port == DEFAULT_PORT:
+    port = _port(data)
+    if port == default_port(data.get(CONF_MODEL)):
         return host
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
@@ -184,8 +205,35 @@ def _names_serial(cert: PrinterCertificate, serial: str) -> bool:
     return (cert.common_name or "").strip().upper() == serial.strip().upper()
 
 
+async def _read_certificate(
+    host: str,
+    port: int,
+    model: object,
+    timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+) -> PrinterCertificate:
+    """Read the printer's certificate (a TLS handshake, nothing sent).
+
+    An RTSPS printer that closes its port at once has LAN Mode Liveview off
+    (`LiveviewDisabled`), as the relay reports it.
+    """
+    try:
+        return await fetch_certificate(host, port, timeout)
+    except CameraPortClosed:
+        raise
+    except CannotConnect as err:
+        cause = err.__cause__
+        if model in BAMBU_RTSPS_MODELS and isinstance(
+            cause, ConnectionError | ssl.SSLEOFError
+        ):
+            raise LiveviewDisabled(
+                f"{printer_address({CONF_HOST: host, CONF_PORT: port})} closes "
+                "its camera port at once: turn on LAN Mode Liveview on the printer"
+            ) from cause
+        raise
+
+
 class BambuFamily(Family):
-    """A Bambu Lab P1 or A1 printer, by address, serial and access code."""
+    """A Bambu Lab printer, by address, serial, access code and model."""
 
     kind = KIND_BAMBU
     user_schema = vol.Schema(
@@ -208,11 +256,9 @@ class BambuFamily(Family):
         for key in _REQUIRED:
             if not isinstance(data.get(key), str) or not data[key]:
                 raise InvalidConfig(f"{key} is missing")
-        if data.get(CONF_MODEL) not in BAMBU_CHAMBER_MODELS:
-            raise InvalidConfig(
-                f"model {data.get(CONF_MODEL)!r} has no port-6000 chamber camera"
-            )
-        port = data.get(CONF_PORT, DEFAULT_PORT)
+        if data.get(CONF_MODEL) not in (*BAMBU_CHAMBER_MODELS, *BAMBU_RTSPS_MODELS):
+            raise InvalidConfig(f"model {data.get(CONF_MODEL)!r} is not known")
+        port = data.get(CONF_PORT, default_port(data[CONF_MODEL]))
         if not isinstance(port, int) or not 0 < port < 65536:
             raise InvalidConfig("the port is not a TCP port number")
 
@@ -222,9 +268,9 @@ class BambuFamily(Family):
 
     def create_source(
         self, hass: HomeAssistant, data: Mapping[str, Any]
-    ) -> BambuChamberSource:
-        """Return the chamber camera source, pinned to the stored certificate."""
-        return self._source(data, data[CONF_CERT_SHA256])
+    ) -> FrameSource:
+        """Return the camera source, pinned to the stored certificate."""
+        return self._source(hass, data, data[CONF_CERT_SHA256])
 
     def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
         """Return the printer's maker, model and serial number."""
@@ -235,8 +281,22 @@ class BambuFamily(Family):
         )
 
     @staticmethod
-    def _source(data: Mapping[str, Any], pin: str | None) -> BambuChamberSource:
-        """Return a source; `pin` None only to capture the certificate."""
+    def _source(hass: HomeAssistant, data: Mapping[str, Any], pin: str) -> FrameSource:
+        """Return the model's source, pinned to `pin`.
+
+        RTSPS models run Home Assistant's ffmpeg binary (the ``ffmpeg``
+        integration, a dependency in manifest.json).
+        """
+        if data[CONF_MODEL] in BAMBU_RTSPS_MODELS:
+            return BambuRtspsSource(
+                data[CONF_HOST],
+                data[CONF_SERIAL],
+                data[CONF_ACCESS_CODE],
+                cert_sha256=pin,
+                ffmpeg=get_ffmpeg_manager(hass).binary,
+                port=_port(data),
+                model=data[CONF_MODEL],
+            )
         return BambuChamberSource(
             data[CONF_HOST],
             data[CONF_SERIAL],
@@ -254,12 +314,10 @@ class BambuFamily(Family):
             errors[CONF_HOST] = "invalid_host"
         if (serial := valid_serial(user_input[CONF_SERIAL])) is None:
             errors[CONF_SERIAL] = "invalid_serial_number"
-        errors |= _field_errors(code, model)
+        errors |= _field_errors(code)
         if errors or host is None or serial is None:
             raise FormError(errors)
-        data = entry_data(
-            host, int(user_input[CONF_ADVANCED][CONF_PORT]), serial, code, model
-        )
+        data = entry_data(host, _form_port(user_input), serial, code, model)
         return Draft(title=f"Bambu Lab {model}", data=data)
 
     def parse_reauth(
@@ -267,7 +325,7 @@ class BambuFamily(Family):
     ) -> dict[str, Any]:
         """Return the data with the printer's new access code."""
         code = user_input[CONF_ACCESS_CODE].strip()
-        _check_fields(code, data[CONF_MODEL])
+        _check_fields(code)
         return {**data, CONF_ACCESS_CODE: code}
 
     def parse_reconfigure(
@@ -277,7 +335,7 @@ class BambuFamily(Family):
         return {
             **entry_data(
                 _host(user_input[CONF_HOST]),
-                int(user_input[CONF_ADVANCED][CONF_PORT]),
+                _form_port(user_input),
                 data[CONF_SERIAL],
                 data[CONF_ACCESS_CODE],
                 data[CONF_MODEL],
@@ -307,12 +365,16 @@ class BambuFamily(Family):
         deadline = loop.time() + timeout
         pin = data.get(CONF_CERT_SHA256) or None
         if pin is None:
-            cert = await fetch_certificate(data[CONF_HOST], _port(data), timeout)
+            cert = await _read_certificate(
+                data[CONF_HOST], _port(data), data[CONF_MODEL], timeout
+            )
             if not _names_serial(cert, data[CONF_SERIAL]):
                 raise FormError({"base": "invalid_serial"})
             pin = cert.sha256
-        source = self._source(data, pin)
+        source = self._source(hass, data, pin)
         await source.fetch_frame(max(deadline - loop.time(), 0.0))
+        if not isinstance(source, BambuChamberSource):
+            return {**data, CONF_CERT_SHA256: pin}  # the relay checked the pin
         peer = source.peer_certificate
         if peer is None:  # pragma: no cover - every connection that logs in sets it
             raise CannotConnect("no certificate")
@@ -330,7 +392,9 @@ class BambuFamily(Family):
         The confirmation shows the old and the new address with the old and
         the new fingerprint.
         """
-        cert = await fetch_certificate(new[CONF_HOST], _port(new), timeout)
+        cert = await _read_certificate(
+            new[CONF_HOST], _port(new), new[CONF_MODEL], timeout
+        )
         if not _names_serial(cert, new[CONF_SERIAL]):
             raise FormError({"base": "invalid_serial"})
         if cert.sha256 != old[CONF_CERT_SHA256]:
@@ -361,6 +425,7 @@ class BambuFamily(Family):
         serial = str(info[CONF_SERIAL]).upper()
         host = str(info[CONF_HOST])
         model = info.get(CONF_MODEL)
+        known = model in BAMBU_CHAMBER_MODELS or model in BAMBU_RTSPS_MODELS
         name = info.get("name") or f"Bambu Lab {model or serial}"
         return Discovered(
             unique_id=serial,
@@ -368,7 +433,7 @@ class BambuFamily(Family):
             data={
                 CONF_HOST: host,
                 CONF_SERIAL: serial,
-                CONF_MODEL: model if model in BAMBU_CHAMBER_MODELS else None,
+                CONF_MODEL: model if known else None,
             },
             placeholders={
                 "name": name,
@@ -376,7 +441,6 @@ class BambuFamily(Family):
                 "serial": serial,
                 "fingerprint": UNKNOWN_FINGERPRINT,
             },
-            abort_reason="rtsps_model" if model in BAMBU_RTSPS_MODELS else None,
         )
 
     async def async_inspect_discovered(
@@ -395,7 +459,9 @@ class BambuFamily(Family):
         """
         info = discovered.data
         try:
-            cert = await fetch_certificate(info[CONF_HOST], DEFAULT_PORT, timeout)
+            cert = await fetch_certificate(
+                info[CONF_HOST], default_port(info[CONF_MODEL]), timeout
+            )
         except SourceError as err:
             _LOGGER.debug(
                 "Discovered printer %s: certificate not read yet (%s)",
@@ -427,12 +493,12 @@ class BambuFamily(Family):
     def parse_discovery(
         self, discovered: Discovered, user_input: Mapping[str, Any]
     ) -> Draft:
-        """Return the printer's data; discovered printers use port 6000."""
+        """Return the printer's data; discovered printers use the model's port."""
         code = user_input[CONF_ACCESS_CODE].strip()
         model = discovered.data[CONF_MODEL] or user_input[CONF_MODEL]
-        _check_fields(code, model)
+        _check_fields(code)
         info = discovered.data
-        data = entry_data(info[CONF_HOST], DEFAULT_PORT, info[CONF_SERIAL], code, model)
+        data = entry_data(info[CONF_HOST], None, info[CONF_SERIAL], code, model)
         if CONF_CERT_SHA256 in info:  # read when the flow started: pinned
             data[CONF_CERT_SHA256] = info[CONF_CERT_SHA256]
         return Draft(title=discovered.title, data=data)

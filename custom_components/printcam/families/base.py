@@ -41,6 +41,7 @@ SOURCE_FORM_ERRORS: Final = frozenset(
         "camera_port_closed",
         "invalid_serial",
         "cert_mismatch",
+        "liveview_disabled",
     }
 )
 """`SourceError` reasons a form shows as they are; any other is cannot_connect."""
