@@ -1142,3 +1142,30 @@ async def test_flood_of_distinct_serials_costs_little_per_datagram(
     assert flow_init.call_count == discovery.FLOW_LIMIT
     assert len(listener._recent) <= discovery.FLOW_LIMIT
     assert len(listener._flow_starts) == discovery.FLOW_LIMIT
+
+
+@pytest.mark.usefixtures("listener")
+async def test_moved_rtsps_printer_is_checked_on_its_models_port(
+    hass: HomeAssistant,
+    port: int,
+    flow_init: AsyncMock,
+    reload: MagicMock,
+    bambu: BambuPrinter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An X1C stored without a port is checked on 322 (here the fake's port)."""
+    monkeypatch.setattr(discovery, "RTSPS_PORT", bambu.port)
+    p1s = _bambu_entry(pin=bambu.cert_sha256)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="X1C",
+        unique_id=SERIAL,
+        data={**p1s.data, "model": "X1C"},
+    )
+    entry.add_to_hass(hass)
+    _send(port, notify(location="10.6.6.6"))
+    await until(lambda: entry.data["host"] == "127.0.0.1")
+    reload.assert_called_once_with(entry.entry_id)
+    assert "port" not in entry.data
+    assert bambu.handshakes == 1
+    assert bambu.auth_packets == []

@@ -53,8 +53,10 @@ from homeassistant.helpers import discovery_flow
 from homeassistant.util.hass_dict import HassKey
 
 from .const import (
+    BAMBU_RTSPS_MODELS,
     CONF_CERT_SHA256,
     CONF_KIND,
+    CONF_MODEL,
     CONF_PORT,
     CONF_SERIAL,
     CONNECT_TIMEOUT,
@@ -67,6 +69,7 @@ from .sources.bambu_chamber import (
     fetch_certificate,
     normalize_fingerprint,
 )
+from .sources.bambu_rtsps import DEFAULT_PORT as RTSPS_PORT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -117,6 +120,13 @@ _BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 _REUSE_PORT: Final = hasattr(socket, "SO_REUSEPORT")
 
 _DATA_KEY: HassKey[BambuDiscovery] = HassKey(f"{DOMAIN}_bambu_discovery")
+
+
+def _camera_port(data: dict[str, Any]) -> int:
+    """Return the camera port a move is checked on: stored, else the model's."""
+    if (port := data.get(CONF_PORT)) is not None:
+        return int(port)
+    return RTSPS_PORT if data.get(CONF_MODEL) in BAMBU_RTSPS_MODELS else DEFAULT_PORT
 
 
 class BambuDiscoveryData(TypedDict):
@@ -510,9 +520,7 @@ class BambuDiscovery(asyncio.DatagramProtocol):
         serial = str(data.get(CONF_SERIAL, "")).upper()
         pin = normalize_fingerprint(str(data.get(CONF_CERT_SHA256, "")))
         try:
-            cert = await fetch_certificate(
-                host, int(data.get(CONF_PORT, DEFAULT_PORT)), MOVE_CHECK_TIMEOUT
-            )
+            cert = await fetch_certificate(host, _camera_port(data), MOVE_CHECK_TIMEOUT)
         except SourceError as err:
             self._log_refused(
                 entry, host, f"no certificate could be read there ({err})"
