@@ -214,3 +214,14 @@ async def test_cancelled_while_stopping_ffmpeg_still_reaps_it(
         with pytest.raises((asyncio.CancelledError, SourceTimeout)):
             await task
         assert _reaped(source.last_pid)
+
+
+async def test_missing_ffmpeg_is_a_clear_permanent_error(tmp_path: Path) -> None:
+    async with _printer() as printer:
+        source = _source(printer)
+        source._ffmpeg = str(tmp_path / "no-ffmpeg")
+        with pytest.raises(bambu_rtsps.FfmpegMissing, match="cannot run ffmpeg") as err:
+            await source.fetch_frame(WAIT)
+        assert err.value.permanent
+        assert err.value.reason == "ffmpeg_missing"
+        assert source.processes_started == 0

@@ -38,6 +38,7 @@ SOURCE_FORM_ERRORS: Final = frozenset(
         "not_mjpeg",
         "timeout",
         "protocol_error",
+        "ffmpeg_missing",
         "camera_port_closed",
         "invalid_serial",
         "cert_mismatch",

@@ -54,6 +54,13 @@ P2S_INPUT_FLAGS: Final = (
 first frame and drops every later one."""
 
 
+class FfmpegMissing(SourceError):
+    """Home Assistant's ffmpeg binary cannot be run: retrying cannot help."""
+
+    reason = "ffmpeg_missing"
+    permanent = True
+
+
 class BambuRtspsSource(FrameSource):
     """An X1/H2/P2S printer camera: one pinned relay and one ffmpeg."""
 
@@ -134,13 +141,18 @@ class BambuRtspsSource(FrameSource):
         stderr_task: asyncio.Task[None] | None = None
         try:
             url = await relay.start()  # raises before any byte is sent
-            proc = await asyncio.create_subprocess_exec(
-                *self.ffmpeg_args(url),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own group: nothing survives it
-            )
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.ffmpeg_args(url),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # its own group: nothing survives it
+                )
+            except OSError as err:  # not installed, not executable
+                raise FfmpegMissing(
+                    f"cannot run ffmpeg ({self._ffmpeg}): {err.strerror or err}"
+                ) from None
             self.processes_started += 1
             self.last_pid = proc.pid
             assert proc.stdout is not None  # noqa: S101 - PIPE above
