@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 import json
 import logging
-import os
 import socket
 from typing import Any
 from unittest.mock import patch
@@ -30,9 +29,10 @@ from custom_components.printcam.sources.bambu_chamber import PrinterCertificate
 from custom_components.printcam.sources.bambu_rtsps import BambuRtspsSource
 from custom_components.printcam.sources.base import Backoff, CameraPortClosed
 from printer_sim.bambu_server import BambuPrinter
-from printer_sim.rtsps import RtspsPrinter, rtsps_available
+from printer_sim.rtsps import RtspsPrinter
 
 from .conftest import Viewer, setup_entry, started_printers, until
+from .rtsps_support import SKIP_REASON, reaped
 
 SERIAL = "01P00A392800001"
 CODE = "12345678"
@@ -840,20 +840,8 @@ async def test_reconfigure_to_another_address_shows_both_addresses(
 
 # --- X1 / H2 / P2S: RTSPS through the pinned relay and Home Assistant's ffmpeg
 
-_RTSPS_REASON = rtsps_available()
-rtsps = pytest.mark.skipif(
-    _RTSPS_REASON is not None, reason=f"RTSPS server unavailable: {_RTSPS_REASON}"
-)
+rtsps = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 RTSPS_WAIT = 60.0  # ffmpeg probes the H.264 stream first; CI machines are loaded
-
-
-def _reaped(pid: int | None) -> bool:
-    assert pid is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def rtsps_input(printer: RtspsPrinter, **changes: Any) -> dict[str, Any]:
@@ -893,7 +881,7 @@ async def test_rtsps_user_flow_pins_the_certificate(
         source = entry.runtime_data.source
         assert await hass.config_entries.async_unload(entry.entry_id)
         await hass.async_block_till_done()
-        assert source.last_pid is None or _reaped(source.last_pid)
+        assert source.last_pid is None or reaped(source.last_pid)
         await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)
         assert printer.status.get("max_open", 0) <= 1
 
@@ -964,5 +952,5 @@ async def test_rtsps_entry_serves_a_still_and_leaves_no_ffmpeg(
         pid = source.last_pid
         assert await hass.config_entries.async_unload(entry.entry_id)
         await hass.async_block_till_done()
-        assert _reaped(pid)
+        assert reaped(pid)
         await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)

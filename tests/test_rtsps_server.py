@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Sequence
 import contextlib
 import hashlib
 import os
-from pathlib import Path
-import shutil
 import signal
 import socket
 import ssl
@@ -21,18 +19,12 @@ import time
 
 import pytest
 
-from printer_sim.rtsps import RtspsPrinter, rtsps_available
+from printer_sim.rtsps import RtspsPrinter
 
-FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+from .rtsps_support import FFMPEG, SKIP_REASON
 
-_REASON = rtsps_available()
-if _REASON is not None:
-    pytest.skip(
-        f"RTSPS server unavailable: {_REASON} (run scripts/setup as root)",
-        allow_module_level=True,
-    )
-if not Path(FFMPEG).exists():
-    pytest.skip("ffmpeg missing (scripts/setup installs it)", allow_module_level=True)
+if SKIP_REASON is not None:
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 import contextlib
 import os
 from pathlib import Path
-import shutil
 import signal
 
 import pytest
@@ -26,18 +25,12 @@ from custom_components.printcam.sources import (
 )
 from custom_components.printcam.sources.bambu_rtsps import BambuRtspsSource
 from custom_components.printcam.sources.base import Backoff, SourceTimeout
-from printer_sim.rtsps import RtspsPrinter, rtsps_available
+from printer_sim.rtsps import RtspsPrinter
 
-FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+from .rtsps_support import FFMPEG, SKIP_REASON, reaped
 
-_REASON = rtsps_available()
-if _REASON is not None:
-    pytest.skip(
-        f"RTSPS server unavailable: {_REASON} (run scripts/setup as root)",
-        allow_module_level=True,
-    )
-if not Path(FFMPEG).exists():
-    pytest.skip("ffmpeg missing (scripts/setup installs it)", allow_module_level=True)
+if SKIP_REASON is not None:
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 WAIT = 30.0  # ffmpeg probes the stream first; CI machines are loaded
 
@@ -78,15 +71,6 @@ def _source(printer: RtspsPrinter, **changes: str) -> BambuRtspsSource:
     return source
 
 
-def _reaped(pid: int | None) -> bool:
-    assert pid is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 async def test_frames_through_one_pinned_relay_and_one_ffmpeg() -> None:
     async with _printer() as printer:
         source = _source(printer)
@@ -101,7 +85,7 @@ async def test_frames_through_one_pinned_relay_and_one_ffmpeg() -> None:
             f.startswith(b"\xff\xd8") and f.endswith(b"\xff\xd9") for f in frames
         )
         assert source.processes_started == 1
-        assert _reaped(source.last_pid)
+        assert reaped(source.last_pid)
         assert "12345678" not in " ".join(source.ffmpeg_args("rtsp://x/"))
         await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)
         assert printer.status["connections_total"] == 1
@@ -113,7 +97,7 @@ async def test_wrong_code_is_invalid_auth() -> None:
         with pytest.raises(InvalidAuth):
             async with asyncio.timeout(WAIT):
                 await source.fetch_frame(WAIT)
-        assert _reaped(source.last_pid)
+        assert reaped(source.last_pid)
 
 
 async def test_liveview_off_is_said_before_ffmpeg_starts() -> None:
@@ -150,8 +134,8 @@ async def test_ffmpeg_killed_mid_stream_is_replaced_and_frames_go_on() -> None:
                     if source.processes_started == 2 and got >= 4:
                         break
         assert first_pid is not None
-        assert _reaped(first_pid)
-        assert _reaped(source.last_pid)
+        assert reaped(first_pid)
+        assert reaped(source.last_pid)
         assert source.processes_started == 2
 
 
@@ -194,7 +178,7 @@ async def test_a_wedged_ffmpeg_times_out_and_is_killed(
         source._ffmpeg = stubborn_ffmpeg
         with pytest.raises(SourceTimeout, match="no picture"):
             await source.fetch_frame(WAIT)
-        assert _reaped(source.last_pid)  # SIGTERM ignored: killed, reaped
+        assert reaped(source.last_pid)  # SIGTERM ignored: killed, reaped
 
 
 async def test_cancelled_while_stopping_ffmpeg_still_reaps_it(
@@ -202,18 +186,24 @@ async def test_cancelled_while_stopping_ffmpeg_still_reaps_it(
 ) -> None:
     monkeypatch.setattr(bambu_rtsps, "FIRST_FRAME_TIMEOUT", 0.2)
     monkeypatch.setattr(bambu_rtsps, "STOP_TIMEOUT", 2.0)
+    stopping = asyncio.Event()
+    stop = bambu_rtsps._stop
+
+    async def spy(proc: asyncio.subprocess.Process) -> None:
+        stopping.set()
+        await stop(proc)
+
+    monkeypatch.setattr(bambu_rtsps, "_stop", spy)
     async with _printer() as printer:
         source = _source(printer)
         source._ffmpeg = stubborn_ffmpeg
         task = asyncio.create_task(source.fetch_frame(WAIT))
-        async with asyncio.timeout(WAIT):
-            while source.processes_started == 0:
-                await asyncio.sleep(0.01)
-        await asyncio.sleep(0.6)  # past the frame timeout: now stopping ffmpeg
+        # Cancel exactly while ffmpeg is being stopped (it ignores SIGTERM).
+        await asyncio.wait_for(stopping.wait(), WAIT)
         task.cancel()
-        with pytest.raises((asyncio.CancelledError, SourceTimeout)):
+        with pytest.raises(asyncio.CancelledError):
             await task
-        assert _reaped(source.last_pid)
+        assert reaped(source.last_pid)
 
 
 async def test_missing_ffmpeg_is_a_clear_permanent_error(tmp_path: Path) -> None:

@@ -138,9 +138,7 @@ async def _close_stream(ctx: SetupContext) -> bool:
     """Close every viewer, the upstream and the tasks; drop the listeners."""
     while ctx.cleanups:
         ctx.cleanups.pop()()
-    if ctx.stream is not None:
-        await ctx.stream.async_close()
-    return True
+    return await _close_probe(ctx)
 
 
 async def _start_coordinator(ctx: SetupContext) -> None:
