@@ -1183,12 +1183,11 @@ async def test_cancelling_the_consumer_closes_the_connection(
 async def test_backoff_reset_after_a_stable_connection(
     make_mjpeg_printer: PrinterFactory,
     session: aiohttp.ClientSession,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(base, "BACKOFF_RESET_AFTER", 0.0)
     printer = await make_mjpeg_printer(mode="drop_after:1")
     events = Recorder()
     source = make_source(session, printer.url, events=events)
+    source.backoff.stable_after = 0.0
     await collect(source, asyncio.Event(), 3)
     delays = [e[2] for e in events.events if e[0] == "disconnected"]
     # Reset each time, so every delay is the initial one (plus jitter).
@@ -1208,6 +1207,14 @@ def test_backoff() -> None:
     default = Backoff()
     assert default.initial == base.BACKOFF_INITIAL
     assert default.cap == base.BACKOFF_CAP
+    assert default.stable_after == base.BACKOFF_RESET_AFTER
+    quick = Backoff(initial=0.2, stable_after=3.0, rng=random.Random(0))
+    quick.next_delay()
+    quick.next_delay()
+    quick.reset_if_stable(2.9)
+    assert quick.next_delay() >= 0.8
+    quick.reset_if_stable(3.0)
+    assert quick.next_delay() <= 0.24
 
 
 def test_default_events_are_no_ops() -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 from custom_components.printcam.mjpeg import MjpegParser
 
-from .base import CannotConnect, FrameSource, SourceError, SourceTimeout
+from .base import Backoff, CannotConnect, FrameSource, SourceError, SourceTimeout
 from .rtsps_relay import RtspsRelay
 
 if TYPE_CHECKING:
@@ -40,6 +40,11 @@ READ_TIMEOUT: Final = 15.0
 """No byte from ffmpeg for this long: the session is dead, restart it."""
 STOP_TIMEOUT: Final = 2.0
 """How long ffmpeg may take to exit after SIGTERM before it is killed."""
+RESPAWN_DELAY: Final = 0.2
+"""First delay before a new session after the printer ended one (a P2S ends
+its session every few seconds); it doubles while sessions keep failing."""
+RESPAWN_STABLE_AFTER: Final = 3.0
+"""A session that delivered frames this long was good: respawn quickly again."""
 STDERR_LINES: Final = 20
 """Last ffmpeg stderr lines kept for diagnostics."""
 P2S_INPUT_FLAGS: Final = (
@@ -82,6 +87,7 @@ class BambuRtspsSource(FrameSource):
     ) -> None:
         """Describe the printer and the transcode; nothing runs yet."""
         super().__init__()
+        self.backoff = Backoff(RESPAWN_DELAY, stable_after=RESPAWN_STABLE_AFTER)
         self._hostname = host
         self._port = port
         self._serial = serial

@@ -125,7 +125,8 @@ class SourceStats:
 class Backoff:
     """Exponential backoff with jitter: 1 s doubling to a 30 s cap.
 
-    `reset_if_stable()` resets it after a connection that lasted long enough.
+    `reset_if_stable()` resets it after a connection that delivered frames
+    for `stable_after` seconds.
     """
 
     def __init__(
@@ -133,10 +134,13 @@ class Backoff:
         initial: float = BACKOFF_INITIAL,
         cap: float = BACKOFF_CAP,
         rng: random.Random | None = None,
+        *,
+        stable_after: float = BACKOFF_RESET_AFTER,
     ) -> None:
         """Start at `initial` seconds."""
         self.initial = initial
         self.cap = cap
+        self.stable_after = stable_after
         self._next = initial
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
 
@@ -151,8 +155,8 @@ class Backoff:
         self._next = self.initial
 
     def reset_if_stable(self, connected_for: float) -> None:
-        """Reset after a connection that delivered frames for a good minute."""
-        if connected_for >= BACKOFF_RESET_AFTER:
+        """Reset after a connection that delivered frames long enough."""
+        if connected_for >= self.stable_after:
             self.reset()
 
 
