@@ -855,6 +855,24 @@ def rtsps_input(printer: RtspsPrinter, **changes: Any) -> dict[str, Any]:
     }
 
 
+def rtsps_entry(printer: RtspsPrinter, **options: Any) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Bambu Lab X1C",
+        unique_id=SERIAL,
+        data={
+            "kind": "bambu",
+            "host": printer.host,
+            "port": printer.port,
+            "serial": SERIAL,
+            "access_code": CODE,
+            "model": "X1C",
+            "cert_sha256": printer.cert_sha256,
+        },
+        options=options,
+    )
+
+
 @rtsps
 async def test_rtsps_user_flow_pins_the_certificate(
     hass: HomeAssistant, socket_enabled: None
@@ -920,20 +938,7 @@ async def test_rtsps_entry_serves_a_still_and_leaves_no_ffmpeg(
     hass: HomeAssistant, hass_client: ClientSessionGenerator, socket_enabled: None
 ) -> None:
     async with RtspsPrinter(serial=SERIAL, access_code=CODE) as printer:
-        entry = MockConfigEntry(
-            domain=DOMAIN,
-            title="Bambu Lab X1C",
-            unique_id=SERIAL,
-            data={
-                "kind": "bambu",
-                "host": printer.host,
-                "port": printer.port,
-                "serial": SERIAL,
-                "access_code": CODE,
-                "model": "X1C",
-                "cert_sha256": printer.cert_sha256,
-            },
-        )
+        entry = rtsps_entry(printer)
         async with asyncio.timeout(RTSPS_WAIT):
             await setup_entry(hass, entry)
         assert entry.state is ConfigEntryState.LOADED
@@ -954,3 +959,77 @@ async def test_rtsps_entry_serves_a_still_and_leaves_no_ffmpeg(
         await hass.async_block_till_done()
         assert reaped(pid)
         await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)
+
+
+@rtsps
+async def test_liveview_off_at_setup_retries_with_a_repair_issue(
+    hass: HomeAssistant, socket_enabled: None
+) -> None:
+    async with RtspsPrinter(
+        serial=SERIAL, access_code=CODE, mode="liveview_off"
+    ) as printer:
+        entry = rtsps_entry(printer)
+        async with asyncio.timeout(RTSPS_WAIT):
+            await setup_entry(hass, entry)
+        assert entry.state is ConfigEntryState.SETUP_RETRY
+        assert "LAN Mode Liveview" in (entry.reason or "")
+        issue = ir.async_get(hass).async_get_issue(
+            DOMAIN, f"liveview_disabled_{entry.entry_id}"
+        )
+        assert issue is not None
+        assert issue.translation_key == "liveview_disabled"
+        assert issue.translation_placeholders == {
+            "name": "Bambu Lab X1C",
+            "host": f"127.0.0.1:{printer.port}",
+        }
+        assert CODE not in json.dumps(issue.to_json())
+        assert printer.status.get("sessions", 0) == 0
+        await hass.config_entries.async_unload(entry.entry_id)
+
+
+@rtsps
+async def test_liveview_turned_off_while_watching_raises_and_clears_the_issue(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, socket_enabled: None
+) -> None:
+    printer = RtspsPrinter(serial=SERIAL, access_code=CODE)
+    await printer.start()
+    try:
+        entry = rtsps_entry(printer)
+        async with asyncio.timeout(RTSPS_WAIT):
+            await setup_entry(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+        issue_id = f"liveview_disabled_{entry.entry_id}"
+        issues = ir.async_get(hass)
+        client = await hass_client()
+        response = await client.get("/api/camera_proxy_stream/camera.bambu_lab_x1c")
+        viewer = Viewer(response)
+        await viewer.wait_frames(2, RTSPS_WAIT)
+
+        # The user turns LAN Mode Liveview off: the port closes at once.
+        port, certificate = printer.port, printer.certificate
+        await printer.stop()
+        printer = RtspsPrinter(
+            serial=SERIAL, access_code=CODE, mode="liveview_off", port=port
+        )
+        await printer.start()
+        await until(lambda: issues.async_get_issue(DOMAIN, issue_id), RTSPS_WAIT)
+        assert entry.runtime_data.stream.snapshot.state.value in (
+            "reconnecting",
+            "unreachable",
+        )
+        seen = len(viewer.frames)
+
+        # ... and on again: frames come back on the same viewer, issue gone.
+        await printer.stop()
+        printer = RtspsPrinter(
+            serial=SERIAL, access_code=CODE, port=port, certificate=certificate
+        )
+        await printer.start()
+        await viewer.wait_frames(seen + 2, RTSPS_WAIT)
+        assert not viewer.ended
+        await until(lambda: not issues.async_get_issue(DOMAIN, issue_id))
+        await viewer.close()
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+    finally:
+        await printer.stop()

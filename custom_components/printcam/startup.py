@@ -33,11 +33,12 @@ from .sources import (
     CertificateMismatch,
     InvalidAuth,
     InvalidSerial,
+    LiveviewDisabled,
     NotMjpeg,
     SourceError,
     SourceTimeout,
 )
-from .stream import PrintCamStream, StreamOptions
+from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
 
 if TYPE_CHECKING:
     from .data import PrintCamConfigEntry
@@ -111,6 +112,19 @@ async def _register_stream(ctx: SetupContext) -> None:
             async_create_cert_issue(hass, entry, error)
 
     stream.on_failure = _on_failure
+
+    @callback
+    def _on_transition(snapshot: StreamSnapshot) -> None:
+        # LAN Mode Liveview turned off on the printer: say which setting;
+        # gone with the first frame after it is turned on again.
+        if snapshot.state is StreamState.STREAMING:
+            async_clear_liveview_issue(hass, entry)
+        elif source.stats.last_reason == LiveviewDisabled.reason and (
+            snapshot.state in (StreamState.RECONNECTING, StreamState.UNREACHABLE)
+        ):
+            async_create_liveview_issue(hass, entry)
+
+    ctx.cleanups.append(stream.add_listener(_on_transition))
     stopped = False
 
     async def _on_stop(_event: Event) -> None:
@@ -221,6 +235,40 @@ def async_clear_cert_issue(hass: HomeAssistant, entry: PrintCamConfigEntry) -> N
     ir.async_delete_issue(hass, DOMAIN, _cert_issue_id(entry))
 
 
+def _liveview_issue_id(entry: PrintCamConfigEntry) -> str:
+    return f"liveview_disabled_{entry.entry_id}"
+
+
+@callback
+def async_create_liveview_issue(
+    hass: HomeAssistant, entry: PrintCamConfigEntry
+) -> None:
+    """Tell the user to turn LAN Mode Liveview back on (X1 / H2 / P2S).
+
+    The printer closes its camera port at once while it is off; PrintCam
+    keeps retrying, and the issue goes away with the first frame.
+    """
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        _liveview_issue_id(entry),
+        is_fixable=False,
+        is_persistent=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="liveview_disabled",
+        translation_placeholders={
+            "name": entry.title,
+            "host": printer_address(entry.data),
+        },
+    )
+
+
+@callback
+def async_clear_liveview_issue(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+    """Remove the liveview issue: frames come again."""
+    ir.async_delete_issue(hass, DOMAIN, _liveview_issue_id(entry))
+
+
 # --- running and undoing ---------------------------------------------------------
 
 
@@ -248,6 +296,9 @@ def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError
         cls = ConfigEntryNotReady
         if isinstance(err, SourceTimeout):
             key = "timeout"
+        elif isinstance(err, LiveviewDisabled):
+            async_create_liveview_issue(ctx.hass, ctx.entry)
+            key = "liveview_disabled"
         elif isinstance(err, CameraPortClosed):
             key = "camera_port_closed"
         else:
@@ -292,6 +343,7 @@ async def async_setup_staged(hass: HomeAssistant, entry: PrintCamConfigEntry) ->
             raise _config_entry_error(err, ctx) from err
         raise
     async_clear_cert_issue(hass, entry)
+    async_clear_liveview_issue(hass, entry)
 
 
 async def async_unload_staged(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:

@@ -120,6 +120,8 @@ class SourceStats:
     """Frames or parts dropped as bad (oversize, not JPEG, broken)."""
     last_error: str | None = None
     """The last error's reason and message, without secrets."""
+    last_reason: str | None = None
+    """The last error's `SourceError.reason` (a translation key)."""
 
 
 class Backoff:
@@ -220,6 +222,7 @@ class FrameSource(ABC):
     def _note_error(self, err: SourceError) -> None:
         self.stats.failures += 1
         self.stats.last_error = f"{err.reason}: {err}"
+        self.stats.last_reason = err.reason
 
     async def frames(self, disconnect: asyncio.Event) -> AsyncGenerator[bytes]:
         """Yield frames, reconnecting with backoff, until `disconnect` is set.
