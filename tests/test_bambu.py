@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 import json
 import logging
+from pathlib import Path
 import socket
+import struct
 from typing import Any
 from unittest.mock import patch
 
@@ -25,6 +27,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.printcam import discovery
 from custom_components.printcam.const import DOMAIN
+from custom_components.printcam.families.bambu import ffmpeg_quality, transcode_settings
 from custom_components.printcam.sources.bambu_chamber import PrinterCertificate
 from custom_components.printcam.sources.bambu_rtsps import BambuRtspsSource
 from custom_components.printcam.sources.base import Backoff, CameraPortClosed
@@ -1033,3 +1036,116 @@ async def test_liveview_turned_off_while_watching_raises_and_clears_the_issue(
         await hass.async_block_till_done()
     finally:
         await printer.stop()
+
+
+def jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    """Return a baseline JPEG's (width, height) from its SOF0 segment."""
+    at = jpeg.index(b"\xff\xc0")
+    height, width = struct.unpack(">HH", jpeg[at + 5 : at + 9])
+    return width, height
+
+
+async def test_options_form_per_model(hass: HomeAssistant) -> None:
+    """X1 / H2 / P2S entries tune ffmpeg; chamber-camera entries the fan-out."""
+    forms = {}
+    for model in ("X1C", "P1S"):
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=f"Bambu Lab {model}",
+            unique_id=model,
+            data={
+                "kind": "bambu",
+                "host": "192.0.2.1",
+                "serial": SERIAL,
+                "access_code": CODE,
+                "model": model,
+                "cert_sha256": "ab" * 32,
+            },
+            options={"keep_warm": True},
+        )
+        entry.add_to_hass(hass)
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        forms[model] = [str(key) for key in result["data_schema"].schema]
+        defaults = {str(key): key.default() for key in result["data_schema"].schema}
+        if model == "X1C":
+            assert defaults["transcode_fps"] == 15
+            assert defaults["jpeg_quality"] == 90
+            assert defaults["output_size"] == "source"
+            result = await hass.config_entries.options.async_configure(
+                result["flow_id"],
+                {**defaults, "transcode_fps": 5, "output_size": "640x360"},
+            )
+            assert result["type"] is FlowResultType.CREATE_ENTRY
+            assert entry.options["transcode_fps"] == 5
+            assert entry.options["output_size"] == "640x360"
+            assert entry.options["keep_warm"] is True  # an entity's option kept
+        else:
+            hass.config_entries.options.async_abort(result["flow_id"])
+    common = ["idle_grace_s", "still_hold_s", "stall_s"]
+    assert forms["X1C"] == ["transcode_fps", "jpeg_quality", "output_size", *common]
+    assert forms["P1S"] == ["max_fps", *common]
+
+
+def test_transcode_settings_from_options() -> None:
+    assert transcode_settings({}) == {"fps": 15.0, "quality": 5, "size": None}
+    assert transcode_settings(
+        {"transcode_fps": 0, "jpeg_quality": 100, "output_size": "1280x720"}
+    ) == {"fps": 0.0, "quality": 2, "size": "1280x720"}
+    assert ffmpeg_quality(1) == 31
+    assert ffmpeg_quality(0) == 31  # clamped
+    assert ffmpeg_quality(250) == 2
+    # An unknown size (a hand-edited entry) keeps the printer's.
+    assert transcode_settings({"output_size": "9x9"})["size"] is None
+
+
+@rtsps
+async def test_changed_transcode_restarts_ffmpeg_keeping_the_viewer(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, socket_enabled: None
+) -> None:
+    async with RtspsPrinter(serial=SERIAL, access_code=CODE, size="640x480") as printer:
+        entry = rtsps_entry(printer)
+        async with asyncio.timeout(RTSPS_WAIT):
+            await setup_entry(hass, entry)
+        await async_setup_component(hass, "diagnostics", {})
+        source = entry.runtime_data.source
+        assert isinstance(source, BambuRtspsSource)
+        client = await hass_client()
+        response = await client.get("/api/camera_proxy_stream/camera.bambu_lab_x1c")
+        viewer = Viewer(response)
+        await viewer.wait_frames(2, RTSPS_WAIT)
+        assert jpeg_size(viewer.frames[-1]) == (640, 480)
+        started = source.processes_started
+
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                "transcode_fps": 5,
+                "jpeg_quality": 50,
+                "output_size": "640x360",
+                "idle_grace_s": 5,
+                "still_hold_s": 30,
+                "stall_s": 10,
+            },
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        # One new ffmpeg with the new transcode; the viewer's stream goes on.
+        await until(lambda: source.processes_started == started + 1, RTSPS_WAIT)
+        seen = len(viewer.frames)
+        await viewer.wait_frames(seen + 2, RTSPS_WAIT)
+        assert jpeg_size(viewer.frames[-1]) == (480, 360)  # fitted, shape kept
+        assert not viewer.ended
+        cmdline = Path(f"/proc/{source.last_pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[cmdline.index(b"-r") + 1] == b"5"
+        assert cmdline[cmdline.index(b"-q:v") + 1] == b"17"
+        assert entry.state is ConfigEntryState.LOADED  # applied live, no reload
+        assert printer.status.get("max_open", 0) <= 1
+
+        # Diagnostics show the transcode and ffmpeg's messages, no secret.
+        diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+        assert diagnostics["source"]["ffmpeg"]["processes_started"] == started + 1
+        assert CODE not in json.dumps(diagnostics)
+        await viewer.close()
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert reaped(source.last_pid)

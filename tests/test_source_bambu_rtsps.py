@@ -151,12 +151,27 @@ def test_ffmpeg_command_line_per_model_and_options() -> None:
     )
     args = source.ffmpeg_args("rtsp://127.0.0.1:5000/streaming/live/1")
     assert "-use_wallclock_as_timestamps" in args  # the P2S timestamp fix
-    assert args[args.index("-vf") + 1] == "scale=1280:720"
+    assert args[args.index("-vf") + 1] == (
+        "scale=1280:720:force_original_aspect_ratio=decrease:force_divisible_by=2"
+    )
     assert "-r" not in args  # every frame
     assert args[-2:] == ["mpjpeg", "-"]
     assert "12345678" not in " ".join(args)
     assert "12345678" not in repr(source)
     assert source.host == "printer.lan:322"
+
+    # Options change the next ffmpeg; an unchanged transcode needs no restart.
+    assert source.configure(fps=5, quality=10, size=None)
+    assert not source.configure(fps=5, quality=10, size=None)
+    args = source.ffmpeg_args("rtsp://127.0.0.1:5000/streaming/live/1")
+    assert "-vf" not in args
+    assert args[args.index("-r") + 1] == "5"
+    assert args[args.index("-q:v") + 1] == "10"
+    ffmpeg = source.diagnostics()["ffmpeg"]
+    assert ffmpeg["command"][args.index("-q:v") + 1] == "10"
+    assert ffmpeg["processes_started"] == 0
+    assert ffmpeg["stderr_tail"] == []
+    assert "12345678" not in str(ffmpeg)
 
 
 @pytest.fixture

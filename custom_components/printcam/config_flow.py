@@ -23,27 +23,11 @@ from homeassistant.config_entries import (
     OptionsFlow,
 )
 from homeassistant.core import callback
-from homeassistant.helpers.selector import (
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
-)
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.helpers.typing import DiscoveryInfoType
 import voluptuous as vol
 
-from .const import (
-    CONF_IDLE_GRACE_S,
-    CONF_MAX_FPS,
-    CONF_STALL_S,
-    CONF_STILL_HOLD_S,
-    DEFAULT_IDLE_GRACE_S,
-    DEFAULT_MAX_FPS,
-    DEFAULT_STALL_S,
-    DEFAULT_STILL_HOLD_S,
-    DOMAIN,
-    VALIDATE_TIMEOUT,
-)
+from .const import DOMAIN, VALIDATE_TIMEOUT
 from .data import PrintCamConfigEntry
 from .families import FAMILIES, ConfirmChange, Discovered, Family, FormError, family_for
 from .families.base import SOURCE_FORM_ERRORS
@@ -52,39 +36,6 @@ from .families.base import SOURCE_FORM_ERRORS
 from .sources import SourceError
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def _seconds(maximum: float) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=0,
-            max=maximum,
-            step=1,
-            unit_of_measurement="s",
-            mode=NumberSelectorMode.BOX,
-        )
-    )
-
-
-OPTIONS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_MAX_FPS, default=DEFAULT_MAX_FPS): NumberSelector(
-            NumberSelectorConfig(min=0, max=60, step=0.5, mode=NumberSelectorMode.BOX)
-        ),
-        vol.Required(CONF_IDLE_GRACE_S, default=DEFAULT_IDLE_GRACE_S): _seconds(600),
-        vol.Required(CONF_STILL_HOLD_S, default=DEFAULT_STILL_HOLD_S): _seconds(3600),
-        # At least 1 s: below that a camera's normal jitter reads as stalls.
-        vol.Required(CONF_STALL_S, default=DEFAULT_STALL_S): NumberSelector(
-            NumberSelectorConfig(
-                min=1,
-                max=600,
-                step=1,
-                unit_of_measurement="s",
-                mode=NumberSelectorMode.BOX,
-            )
-        ),
-    }
-)
 
 
 async def _checked[T](check: Awaitable[T]) -> tuple[T | None, dict[str, str]]:
@@ -340,12 +291,12 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class PrintCamOptionsFlow(OptionsFlow):
-    """Tune how the shared stream behaves."""
+    """Tune how the shared stream behaves (and its family's source)."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Show and store the stream options."""
+        """Show and store the options of the entry's family."""
         if user_input is not None:
             # Keep options owned by entities (keep_warm) intact.
             return self.async_create_entry(
@@ -354,6 +305,9 @@ class PrintCamOptionsFlow(OptionsFlow):
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(
-                OPTIONS_SCHEMA, self.config_entry.options
+                family_for(self.config_entry.data).options_schema(
+                    self.config_entry.data
+                ),
+                self.config_entry.options,
             ),
         )

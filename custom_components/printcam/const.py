@@ -24,6 +24,10 @@ CONF_IDLE_GRACE_S: Final = "idle_grace_s"
 CONF_STILL_HOLD_S: Final = "still_hold_s"
 CONF_STALL_S: Final = "stall_s"
 CONF_KEEP_WARM: Final = "keep_warm"
+# Transcoding options (Bambu Lab X1 / H2 / P2S: H.264 -> JPEG by ffmpeg).
+CONF_TRANSCODE_FPS: Final = "transcode_fps"
+CONF_JPEG_QUALITY: Final = "jpeg_quality"
+CONF_OUTPUT_SIZE: Final = "output_size"
 
 DEFAULT_VERIFY_SSL: Final = True
 DEFAULT_MAX_FPS: Final = 0.0
@@ -32,6 +36,13 @@ DEFAULT_IDLE_GRACE_S: Final = 5.0
 DEFAULT_STILL_HOLD_S: Final = 30.0
 DEFAULT_STALL_S: Final = 10.0
 DEFAULT_KEEP_WARM: Final = False
+DEFAULT_TRANSCODE_FPS: Final = 15.0
+"""Frames per second ffmpeg makes; 0 keeps the printer's rate."""
+DEFAULT_JPEG_QUALITY: Final = 90
+"""Percent, 1-100; 90 is ffmpeg's ``-q:v 5``."""
+OUTPUT_SIZE_SOURCE: Final = "source"
+OUTPUT_SIZES: Final = (OUTPUT_SIZE_SOURCE, "1280x720", "640x360")
+DEFAULT_OUTPUT_SIZE: Final = OUTPUT_SIZE_SOURCE
 
 # Timeouts (seconds).
 VALIDATE_TIMEOUT: Final = 10.0

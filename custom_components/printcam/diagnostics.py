@@ -135,6 +135,7 @@ async def async_get_config_entry_diagnostics(
             "connected": source.connected,
             "still_url": bool(entry.data.get(CONF_STILL_URL)),
             "last_error": last_error,
+            **source.diagnostics(),
             "recent_errors": [
                 {
                     "at": _timestamp(error.at),

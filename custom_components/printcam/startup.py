@@ -65,7 +65,9 @@ async def _validate(ctx: SetupContext) -> None:
 
 async def _build_source(ctx: SetupContext) -> None:
     """Create the printer family's source on Home Assistant's session."""
-    ctx.source = family_for(ctx.entry.data).create_source(ctx.hass, ctx.entry.data)
+    family = family_for(ctx.entry.data)
+    ctx.source = family.create_source(ctx.hass, ctx.entry.data)
+    family.configure_source(ctx.source, ctx.entry.options)
 
 
 async def _probe(ctx: SetupContext) -> None:
@@ -142,7 +144,10 @@ async def _register_stream(ctx: SetupContext) -> None:
     ctx.cleanups.append(_remove_stop)
 
     async def _on_update(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+        # Options apply live: no reload, viewers keep their stream.
         stream.apply_options(StreamOptions.from_mapping(entry.options))
+        if family_for(entry.data).configure_source(source, entry.options):
+            stream.restart()  # a new transcode needs a new session
 
     ctx.cleanups.append(entry.add_update_listener(_on_update))
     stream.start_keep_warm()

@@ -63,11 +63,19 @@ from custom_components.printcam.const import (
     CONF_ACCESS_CODE,
     CONF_CERT_SHA256,
     CONF_HOST,
+    CONF_JPEG_QUALITY,
     CONF_KIND,
     CONF_MODEL,
+    CONF_OUTPUT_SIZE,
     CONF_PORT,
     CONF_SERIAL,
+    CONF_TRANSCODE_FPS,
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_OUTPUT_SIZE,
+    DEFAULT_TRANSCODE_FPS,
     KIND_BAMBU,
+    OUTPUT_SIZE_SOURCE,
+    OUTPUT_SIZES,
 )
 from custom_components.printcam.discovery import (
     async_start_discovery,
@@ -88,7 +96,9 @@ from custom_components.printcam.sources.bambu_rtsps import (
 from custom_components.printcam.sources.base import CameraPortClosed, LiveviewDisabled
 
 from .base import (
+    OPTIONS_SCHEMA,
     PASSWORD,
+    STREAM_OPTIONS,
     TEXT,
     ConfirmChange,
     Discovered,
@@ -130,6 +140,55 @@ _DISCOVERY_SCHEMA_WITH_MODEL: Final = _ACCESS_CODE_SCHEMA.extend(
     {vol.Required(CONF_MODEL): _MODEL}
 )
 _REQUIRED: Final = (CONF_HOST, CONF_SERIAL, CONF_ACCESS_CODE, CONF_CERT_SHA256)
+TRANSCODE_OPTIONS: Final = {
+    vol.Required(CONF_TRANSCODE_FPS, default=DEFAULT_TRANSCODE_FPS): NumberSelector(
+        NumberSelectorConfig(
+            min=0,
+            max=30,
+            step=1,
+            unit_of_measurement="fps",
+            mode=NumberSelectorMode.BOX,
+        )
+    ),
+    vol.Required(CONF_JPEG_QUALITY, default=DEFAULT_JPEG_QUALITY): NumberSelector(
+        NumberSelectorConfig(
+            min=1,
+            max=100,
+            step=1,
+            unit_of_measurement="%",
+            mode=NumberSelectorMode.SLIDER,
+        )
+    ),
+    vol.Required(CONF_OUTPUT_SIZE, default=DEFAULT_OUTPUT_SIZE): SelectSelector(
+        SelectSelectorConfig(
+            options=list(OUTPUT_SIZES),
+            mode=SelectSelectorMode.DROPDOWN,
+            translation_key=CONF_OUTPUT_SIZE,
+        )
+    ),
+}
+"""How ffmpeg turns an X1 / H2 / P2S camera's H.264 into JPEG frames."""
+_TRANSCODE_SCHEMA: Final = vol.Schema({**TRANSCODE_OPTIONS, **STREAM_OPTIONS})
+
+
+def ffmpeg_quality(percent: float) -> int:
+    """Map a JPEG quality in percent (1-100) to ffmpeg's ``-q:v`` (31 worst, 2 best)."""
+    percent = min(max(percent, 1.0), 100.0)
+    return round(31 - (percent - 1) * 29 / 99)
+
+
+def transcode_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `BambuRtspsSource.configure`'s arguments for the entry's options."""
+    size = options.get(CONF_OUTPUT_SIZE, DEFAULT_OUTPUT_SIZE)
+    return {
+        "fps": float(options.get(CONF_TRANSCODE_FPS, DEFAULT_TRANSCODE_FPS)),
+        "quality": ffmpeg_quality(
+            float(options.get(CONF_JPEG_QUALITY, DEFAULT_JPEG_QUALITY))
+        ),
+        "size": None
+        if size not in OUTPUT_SIZES or size == OUTPUT_SIZE_SOURCE
+        else size,
+    }
 
 
 def default_port(model: object) -> int:
@@ -271,6 +330,25 @@ class BambuFamily(Family):
     ) -> FrameSource:
         """Return the camera source, pinned to the stored certificate."""
         return self._source(hass, data, data[CONF_CERT_SHA256])
+
+    def configure_source(self, source: FrameSource, options: Mapping[str, Any]) -> bool:
+        """Set an X1 / H2 / P2S camera's transcode (frame rate, quality, size).
+
+        A change restarts a running ffmpeg so it takes effect now.
+        """
+        if isinstance(source, BambuRtspsSource):
+            return source.configure(**transcode_settings(options))
+        return False
+
+    def options_schema(self, data: Mapping[str, Any]) -> vol.Schema:
+        """X1 / H2 / P2S: the transcode instead of the fan-out's frame rate cap.
+
+        ffmpeg makes only the frames asked for, which costs less CPU than
+        making more and leaving some out.
+        """
+        if data.get(CONF_MODEL) in BAMBU_RTSPS_MODELS:
+            return _TRANSCODE_SCHEMA
+        return OPTIONS_SCHEMA
 
     def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
         """Return the printer's maker, model and serial number."""

@@ -21,12 +21,25 @@ from typing import Any, ClassVar, Final
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
 )
 import voluptuous as vol
 
+from custom_components.printcam.const import (
+    CONF_IDLE_GRACE_S,
+    CONF_MAX_FPS,
+    CONF_STALL_S,
+    CONF_STILL_HOLD_S,
+    DEFAULT_IDLE_GRACE_S,
+    DEFAULT_MAX_FPS,
+    DEFAULT_STALL_S,
+    DEFAULT_STILL_HOLD_S,
+)
 from custom_components.printcam.sources import FrameSource
 
 type StillFetcher = Callable[[], Awaitable[bytes]]
@@ -51,6 +64,35 @@ TEXT: Final = TextSelector()
 PASSWORD: Final = TextSelector(
     TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="off")
 )
+
+
+def _seconds(minimum: float, maximum: float) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum,
+            max=maximum,
+            step=1,
+            unit_of_measurement="s",
+            mode=NumberSelectorMode.BOX,
+        )
+    )
+
+
+MAX_FPS_OPTION: Final = {
+    vol.Required(CONF_MAX_FPS, default=DEFAULT_MAX_FPS): NumberSelector(
+        NumberSelectorConfig(min=0, max=60, step=0.5, mode=NumberSelectorMode.BOX)
+    )
+}
+"""The fan-out's frame rate cap: frames beyond it are not sent to viewers."""
+STREAM_OPTIONS: Final = {
+    vol.Required(CONF_IDLE_GRACE_S, default=DEFAULT_IDLE_GRACE_S): _seconds(0, 600),
+    vol.Required(CONF_STILL_HOLD_S, default=DEFAULT_STILL_HOLD_S): _seconds(0, 3600),
+    # At least 1 s: below that a camera's normal jitter reads as stalls.
+    vol.Required(CONF_STALL_S, default=DEFAULT_STALL_S): _seconds(1, 600),
+}
+"""How the shared stream holds its connection: the same for every family."""
+OPTIONS_SCHEMA: Final = vol.Schema({**MAX_FPS_OPTION, **STREAM_OPTIONS})
+"""The options form of a printer whose camera sends JPEG frames itself."""
 
 
 class InvalidConfig(ValueError):
@@ -130,6 +172,19 @@ class Family(ABC):
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> FrameSource:
         """Return the camera source for valid entry data."""
+
+    def configure_source(self, source: FrameSource, options: Mapping[str, Any]) -> bool:
+        """Apply the entry's options to its source (at setup, and when they change).
+
+        Returns True when a running connection must be restarted for them to
+        take effect (viewers keep their stream across the restart). The
+        default source has no options of its own.
+        """
+        return False
+
+    def options_schema(self, data: Mapping[str, Any]) -> vol.Schema:
+        """Return the options form for an entry of this family."""
+        return OPTIONS_SCHEMA
 
     def still_fetcher(
         self, source: FrameSource, data: Mapping[str, Any]

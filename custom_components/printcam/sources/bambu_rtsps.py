@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from custom_components.printcam.mjpeg import MjpegParser
 
@@ -113,6 +113,29 @@ class BambuRtspsSource(FrameSource):
         """Return ``host:port`` (never the access code)."""
         return f"{self._hostname}:{self._port}"
 
+    def configure(self, *, fps: float, quality: int, size: str | None) -> bool:
+        """Change the transcode: frame rate (0: the printer's), ``-q:v``, size.
+
+        Applies from the next ffmpeg on; returns True if anything changed
+        (the caller restarts a running session to apply it now).
+        """
+        new = (fps, quality, size)
+        if new == (self._fps, self._quality, self._size):
+            return False
+        self._fps, self._quality, self._size = new
+        return True
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return the transcode and ffmpeg's recent messages (no secret in them)."""
+        return {
+            "ffmpeg": {
+                "command": self.ffmpeg_args("rtsp://127.0.0.1:<relay>/"),
+                "processes_started": self.processes_started,
+                "running": self.connected,
+                "stderr_tail": list(self.stderr_tail),
+            }
+        }
+
     def ffmpeg_args(self, url: str) -> list[str]:
         """Return ffmpeg's command line for the relay's local `url`."""
         args = [
@@ -128,7 +151,13 @@ class BambuRtspsSource(FrameSource):
             args += P2S_INPUT_FLAGS
         args += ["-i", url, "-an"]
         if self._size:
-            args += ["-vf", f"scale={self._size.replace('x', ':')}"]
+            # Fit inside the size, keeping the picture's aspect ratio.
+            width, height = self._size.split("x")
+            args += [
+                "-vf",
+                f"scale={width}:{height}:force_original_aspect_ratio=decrease"
+                ":force_divisible_by=2",
+            ]
         if self._fps > 0:
             args += ["-r", f"{self._fps:g}"]
         args += ["-q:v", str(self._quality), "-f", "mpjpeg", "-"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -186,6 +186,10 @@ class FrameSource(ABC):
             self._connected_at = time.monotonic()
             self.stats.connects += 1
             self.events.on_connected()
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return what the source adds to the entry's diagnostics (no secret)."""
+        return {}
 
     @property
     @abstractmethod
