@@ -1,16 +1,26 @@
 """Run simulated printers until SIGINT/SIGTERM: ``python -m printer_sim``.
 
-    python -m printer_sim [--mjpeg-port 0] [--bambu-port 0] [--status-file PATH]
+    python -m printer_sim [--mjpeg-port 0] [--bambu-port 0] [--x1c-port 0]
+                          [--status-file PATH]
 
-Starts two printer cameras on 127.0.0.1, both showing the moving 1280x720
-test pattern of `printer_sim.pattern`:
+Starts three printer cameras on 127.0.0.1, all 1280x720:
 
 - an MJPEG camera (HTTP, ``--fps``, default 15) with ``/status`` counters;
 - a Bambu Lab P1 camera (TLS on its own port, about 1 fps, serial
   ``--bambu-serial`` and access code ``--bambu-access-code``) with a
   certificate made at start (or kept in ``--bambu-cert``, like a real
   printer keeps its own), and its counters on a small HTTP server
-  (``--bambu-status-port``, ``/status``).
+  (``--bambu-status-port``, ``/status``);
+- a Bambu Lab X1C camera: H.264 over RTSPS at 15 fps, served by Debian's
+  GStreamer RTSP server (`printer_sim.rtsps.RtspsPrinter`, run by the
+  system Python), user ``bblp`` and ``--x1c-access-code``, a certificate
+  naming ``--x1c-serial`` (kept in ``--x1c-cert``), its counters on
+  ``--x1c-status-port``. Where GStreamer is missing (``scripts/setup``
+  installs it as root) it is left out and the ready JSON says why
+  (``"x1c_unavailable"``); ``--no-x1c`` leaves it out too.
+
+The first two show the moving test pattern of `printer_sim.pattern`, the
+X1C GStreamer's moving colour bars.
 
 Like real printers, each serves one client at a time (``--max-clients``):
 the MJPEG camera answers a second concurrent stream with 503, the Bambu
@@ -22,7 +32,8 @@ Once both listen it prints one JSON line such as::
 
     {"mjpeg": {"url": ..., "still_url": ..., "status_url": ..., "port": N},
      "bambu": {"host": ..., "port": N, "serial": ..., "access_code": ...,
-               "status_url": ..., "status_port": N, "cert_sha256": ...}}
+               "status_url": ..., "status_port": N, "cert_sha256": ...},
+     "x1c": {... the same keys as "bambu" ..., "model": "X1C"}}
 
 (also written to ``--status-file`` when given). Closes every connection
 cleanly on SIGINT/SIGTERM.
@@ -53,12 +64,18 @@ from .bambu_server import BambuPrinter
 from .certs import Certificate, make_certificate
 from .mjpeg_server import MjpegPrinter
 from .pattern import FPS, pattern_frame, warm_up
+from .rtsps import RtspsPrinter, rtsps_available
 from .status import StatusServer
 
 BAMBU_SERIAL = "01P00ADEMO00001"
 BAMBU_ACCESS_CODE = "12345678"
 BAMBU_FPS = 1.0
 """A P1 camera sends about one frame per second."""
+X1C_SERIAL = "00M00ADEMO00001"
+X1C_ACCESS_CODE = "24681357"
+X1C_SIZE = "1280x720"
+X1C_FPS = 15
+X1C_BITRATE_KBPS = 1500
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,6 +116,28 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="PEM file with the Bambu camera's certificate and key: used when it "
         "exists (and its CN is the serial), else made and saved there",
+    )
+    parser.add_argument(
+        "--x1c-port",
+        type=int,
+        default=0,
+        help="port of the X1C RTSPS camera on 127.0.0.1 (0: a free port)",
+    )
+    parser.add_argument(
+        "--x1c-status-port",
+        type=int,
+        default=0,
+        help="port of the X1C camera's HTTP /status (0: a free port)",
+    )
+    parser.add_argument("--x1c-serial", default=X1C_SERIAL)
+    parser.add_argument("--x1c-access-code", default=X1C_ACCESS_CODE)
+    parser.add_argument(
+        "--x1c-cert",
+        type=Path,
+        help="PEM file with the X1C camera's certificate and key (as --bambu-cert)",
+    )
+    parser.add_argument(
+        "--no-x1c", action="store_true", help="leave the X1C RTSPS camera out"
     )
     parser.add_argument(
         "--status-file", type=Path, help="also write the ready JSON line to this file"
@@ -158,7 +197,51 @@ async def _start_simulators(
         "status_port": status.port,
         "cert_sha256": bambu.cert_sha256,
     }
+    await _start_x1c(args, stack, ready)
     return ready
+
+
+async def _start_x1c(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, ready: dict[str, Any]
+) -> None:
+    """Start the X1C RTSPS camera and its status page, if GStreamer is here."""
+    if args.no_x1c:
+        ready["x1c_unavailable"] = "left out (--no-x1c)"
+        return
+    if (reason := await asyncio.to_thread(rtsps_available)) is not None:
+        ready["x1c_unavailable"] = f"{reason} (scripts/setup installs it as root)"
+        print(f"printer_sim: no X1C camera: {reason}", file=sys.stderr, flush=True)
+        return
+    certificate = None
+    if args.x1c_cert is not None:
+        certificate = _load_or_make_certificate(args.x1c_cert, args.x1c_serial)
+    x1c = RtspsPrinter(
+        serial=args.x1c_serial,
+        access_code=args.x1c_access_code,
+        size=X1C_SIZE,
+        fps=X1C_FPS,
+        bitrate_kbps=X1C_BITRATE_KBPS,
+        pattern="smpte",
+        port=args.x1c_port,
+        certificate=certificate,
+    )
+    await x1c.start()
+    stack.push_async_callback(x1c.stop)
+    status = StatusServer(
+        lambda: dict(x1c.status), host=args.host, port=args.x1c_status_port
+    )
+    await status.start()
+    stack.push_async_callback(status.close)
+    ready["x1c"] = {
+        "host": x1c.host,
+        "port": x1c.port,
+        "serial": x1c.serial,
+        "access_code": x1c.access_code,
+        "model": "X1C",
+        "status_url": status.url,
+        "status_port": status.port,
+        "cert_sha256": x1c.cert_sha256,
+    }
 
 
 _PEM_BLOCK = re.compile(

@@ -1,20 +1,23 @@
-"""PrintCam demo: Home Assistant + two simulated printers, ready to look at.
+"""PrintCam demo: Home Assistant + three simulated printers, ready to look at.
 
 Run through ``scripts/demo [--port N]`` (which sets up .venv first). Steps,
 each skipped when a previous run already did it (state lives in the demo
 directory: ``$PRINTCAM_DEMO_DIR``, default ``.demo/`` in the repository):
 
 1. write ``config/`` (configuration.yaml, custom_components symlink);
-2. start the printer simulators (``python -m printer_sim``: an MJPEG camera
-   and a Bambu Lab P1 camera, on free ports the first time, then the ports
-   kept in ``state.json``; the Bambu certificate is kept in
-   ``bambu_cert.pem`` like a real printer keeps its own) and Home Assistant
-   (log in ``hass.log``);
+2. start the printer simulators (``python -m printer_sim``: an MJPEG camera,
+   a Bambu Lab P1 camera and a Bambu Lab X1C RTSPS camera, on free ports the
+   first time, then the ports kept in ``state.json``; the Bambu
+   certificates are kept in ``bambu_cert.pem`` and ``x1c_cert.pem`` like a
+   real printer keeps its own) and Home Assistant (log in ``hass.log``).
+   The X1C needs Debian's GStreamer RTSP server (``scripts/setup`` installs
+   it as root): without it the demo runs with the other two and says why;
 3. onboard HA (user ``demo``, password in ``credentials.json``) and keep a
    long-lived access token there;
-4. add both printers through the config-flow REST API (the Bambu one
-   through the menu's ``bambu`` step: address, serial, access code, port;
-   the integration pins its certificate on first use);
+4. add the printers through the config-flow REST API (the Bambu ones
+   through the menu's ``bambu`` step: address, serial, access code, model,
+   port; the integration pins their certificates on first use; the X1C's
+   camera is transcoded by Home Assistant's ffmpeg while someone watches);
 5. create the ``printcam-demo`` dashboard: per printer, its live camera and
    its state entities.
 
@@ -153,6 +156,11 @@ class Paths:
         """Return the Bambu simulator's certificate and key."""
         return self.root / "bambu_cert.pem"
 
+    @property
+    def x1c_cert(self) -> Path:
+        """Return the X1C simulator's certificate and key."""
+        return self.root / "x1c_cert.pem"
+
     def show(self, path: Path) -> str:
         """Return ``path`` relative to the repository when inside it."""
         with contextlib.suppress(ValueError):
@@ -171,9 +179,9 @@ class DemoInfo:
     token: str
     """A long-lived access token."""
     simulators: dict[str, Any]
-    """The simulators' ready JSON (``mjpeg`` and ``bambu`` keys)."""
+    """The simulators' ready JSON (``mjpeg``, ``bambu`` and ``x1c`` keys)."""
     cameras: dict[str, str]
-    """Camera entity id per simulator key (``mjpeg``, ``bambu``)."""
+    """Camera entity id per simulator key (``mjpeg``, ``bambu``, ``x1c``)."""
     entries: dict[str, str]
     """Config entry id per simulator key."""
 
@@ -288,6 +296,8 @@ _SIM_PORTS = (
     ("sim_port", "--mjpeg-port", "MJPEG camera"),
     ("bambu_port", "--bambu-port", "Bambu camera"),
     ("bambu_status_port", "--bambu-status-port", "Bambu status page"),
+    ("x1c_port", "--x1c-port", "X1C camera"),
+    ("x1c_status_port", "--x1c-status-port", "X1C status page"),
 )
 
 
@@ -313,7 +323,8 @@ async def start_simulators(
         note(f"reusing the ports kept in {paths.show(paths.state_file)}")
     ready_file = paths.sim_ready
     ready_file.unlink(missing_ok=True)
-    args += ["--bambu-cert", str(paths.bambu_cert), "--status-file", str(ready_file)]
+    args += ["--bambu-cert", str(paths.bambu_cert), "--x1c-cert", str(paths.x1c_cert)]
+    args += ["--status-file", str(ready_file)]
     proc = procs.start("printer simulators", args, paths.sim_log)
     deadline = time.monotonic() + SIM_START_TIMEOUT
     while not ready_file.exists():
@@ -330,6 +341,9 @@ async def start_simulators(
         "bambu_port": ready["bambu"]["port"],
         "bambu_status_port": ready["bambu"]["status_port"],
     }
+    if "x1c" in ready:
+        chosen["x1c_port"] = ready["x1c"]["port"]
+        chosen["x1c_status_port"] = ready["x1c"]["status_port"]
     new = {key: port for key, port in chosen.items() if state.get(key) != port}
     if new:
         state.update(new)
@@ -341,6 +355,13 @@ async def start_simulators(
         f"Bambu P1 camera {bambu['host']}:{bambu['port']} serial {bambu['serial']} "
         f"(status {bambu['status_url']})"
     )
+    if (x1c := ready.get("x1c")) is not None:
+        note(
+            f"Bambu X1C RTSPS camera {x1c['host']}:{x1c['port']} serial "
+            f"{x1c['serial']} (status {x1c['status_url']})"
+        )
+    else:
+        note(f"no X1C camera: {ready.get('x1c_unavailable')}")
     return ready
 
 
@@ -598,14 +619,14 @@ async def add_printers(
     sims: dict[str, Any],
     state: dict[str, Any],
 ) -> None:
-    """Add both simulated printers through the config flow, unless done.
+    """Add the simulated printers through the config flow, unless done.
 
     The REST API does not show an entry's data: the entry made for each
     simulator (and the address it was made for) is remembered in state.json.
     """
     existing = await flows.entry_ids()
     mjpeg, bambu = sims["mjpeg"], sims["bambu"]
-    printers = (
+    printers = [
         (
             "mjpeg",
             f"{MJPEG_NAME!r} ({mjpeg['url']})",
@@ -624,7 +645,22 @@ async def add_printers(
                 "advanced": {"port": bambu["port"]},
             },
         ),
-    )
+    ]
+    if (x1c := sims.get("x1c")) is not None:
+        printers.append(
+            (
+                "x1c",
+                f"Bambu Lab X1C {x1c['serial']} ({x1c['host']}:{x1c['port']})",
+                f"{x1c['host']}:{x1c['port']}",
+                {
+                    "host": x1c["host"],
+                    "serial": x1c["serial"],
+                    "access_code": x1c["access_code"],
+                    "model": x1c["model"],
+                    "advanced": {"port": x1c["port"]},
+                },
+            )
+        )
     for key, label, address, form in printers:
         step(f"Adding {label}")
         entry_key, address_key = f"{key}_entry_id", f"{key}_entry_address"
@@ -634,7 +670,7 @@ async def add_printers(
         if entry_id in existing and state.get(address_key) == address:
             note(f"entry {entry_id} exists (skipped)")
             continue
-        result = await flows.add(key, form)
+        result = await flows.add("bambu" if key == "x1c" else key, form)
         if result.get("type") == "abort" and result.get("reason") == (
             "already_configured"
         ):
@@ -651,16 +687,18 @@ async def add_printers(
         note(f"created entry {result['result']['title']!r}")
 
 
-def entry_ids(state: dict[str, Any]) -> dict[str, str]:
-    """Return the config entry id made for each simulator (from state.json)."""
-    return {"mjpeg": state["entry_id"], "bambu": state["bambu_entry_id"]}
+def entry_ids(state: dict[str, Any], sims: dict[str, Any]) -> dict[str, str]:
+    """Return the config entry id made for each running simulator (state.json)."""
+    entries = {"mjpeg": state["entry_id"], "bambu": state["bambu_entry_id"]}
+    if "x1c" in sims:
+        entries["x1c"] = state["x1c_entry_id"]
+    return entries
 
 
 async def _printer_entities(
-    ws: WebSocket, paths: Paths, state: dict[str, Any]
+    ws: WebSocket, paths: Paths, entries: dict[str, str]
 ) -> dict[str, list[str]]:
     """Wait until each printer's entry has a camera; return its entity ids."""
-    entries = entry_ids(state)
     deadline = time.monotonic() + ENTITIES_TIMEOUT
     while True:
         registry = await ws.call("config/entity_registry/list")
@@ -712,12 +750,12 @@ async def create_dashboard(
     session: aiohttp.ClientSession,
     base: str,
     token: str,
-    state: dict[str, Any],
+    entries: dict[str, str],
 ) -> dict[str, str]:
     """Create or update the printcam-demo dashboard; return the cameras."""
     step(f"Dashboard /{DASHBOARD}")
     async with WebSocket.connect(session, base, token) as ws:
-        entities = await _printer_entities(ws, paths, state)
+        entities = await _printer_entities(ws, paths, entries)
         cameras = {
             key: next(i for i in ids if i.startswith("camera."))
             for key, ids in entities.items()
@@ -769,7 +807,8 @@ async def bring_up(paths: Paths, port: int, procs: Processes) -> DemoInfo:
         creds = await authenticate(paths, session, base)
         flows = ConfigFlows(session, base, creds["token"])
         await add_printers(paths, flows, sims, state)
-        cameras = await create_dashboard(paths, session, base, creds["token"], state)
+        entries = entry_ids(state, sims)
+        cameras = await create_dashboard(paths, session, base, creds["token"], entries)
     return DemoInfo(
         base=base,
         username=creds["username"],
@@ -777,7 +816,7 @@ async def bring_up(paths: Paths, port: int, procs: Processes) -> DemoInfo:
         token=creds["token"],
         simulators=sims,
         cameras=cameras,
-        entries=entry_ids(state),
+        entries=entries,
     )
 
 
@@ -797,6 +836,12 @@ async def run(paths: Paths, port: int, stop: asyncio.Event, procs: Processes) ->
         f"          {bambu['host']}:{bambu['port']} serial {bambu['serial']} "
         f"access code {bambu['access_code']}"
     )
+    if (x1c := info.simulators.get("x1c")) is not None:
+        note(f"X1C       {x1c['status_url']} (counters)")
+        note(
+            f"          {x1c['host']}:{x1c['port']} serial {x1c['serial']} "
+            f"access code {x1c['access_code']}"
+        )
     note("Ctrl-C stops Home Assistant and the simulators")
     while not stop.is_set():
         for name, proc in procs.children:

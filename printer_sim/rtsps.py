@@ -103,6 +103,7 @@ class RtspsPrinter:
         fps: int = 15,
         bitrate_kbps: int = 300,
         auth: str = "basic",
+        pattern: str = "ball",
         port: int = 0,
         certificate: Certificate | None = None,
         start_timeout: float = 20.0,
@@ -115,6 +116,7 @@ class RtspsPrinter:
         self.fps = fps
         self.bitrate_kbps = bitrate_kbps
         self.auth = auth
+        self.pattern = pattern
         self.requested_port = port
         self.certificate = certificate or make_certificate(serial)
         self.start_timeout = start_timeout
@@ -213,6 +215,8 @@ class RtspsPrinter:
             str(self.bitrate_kbps),
             "--auth",
             self.auth,
+            "--pattern",
+            self.pattern,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -92,6 +92,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--bitrate", type=int, default=300, help="kbit/s")
     parser.add_argument("--auth", choices=("basic", "digest", "both"), default="basic")
+    parser.add_argument(
+        "--pattern",
+        choices=("ball", "smpte"),
+        default="ball",
+        help="videotestsrc picture: a ball on black, or moving colour bars",
+    )
     args = parser.parse_args(argv)
     mode = args.mode
     args.drop_every = None
@@ -102,11 +108,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+PATTERNS = {
+    "ball": "pattern=ball",
+    "smpte": "pattern=smpte horizontal-speed=4",
+}
+
+
 def pipeline(args: argparse.Namespace) -> str:
     """Return the media factory's launch line."""
     width, height = (int(v) for v in args.size.lower().split("x"))
     return (
-        f"( videotestsrc is-live=true pattern=ball "
+        f"( videotestsrc is-live=true {PATTERNS[args.pattern]} "
         f"! video/x-raw,width={width},height={height},framerate={args.fps}/1 "
         "! videoconvert ! video/x-raw,format=I420 "
         f"! x264enc tune=zerolatency speed-preset=ultrafast bitrate={args.bitrate} "
