@@ -14,6 +14,7 @@ from unittest.mock import patch
 
 from homeassistant import config_entries
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
@@ -1149,3 +1150,23 @@ async def test_changed_transcode_restarts_ffmpeg_keeping_the_viewer(
         assert await hass.config_entries.async_unload(entry.entry_id)
         await hass.async_block_till_done()
         assert reaped(source.last_pid)
+
+
+@rtsps
+async def test_home_assistant_stop_reaps_ffmpeg_and_closes_the_session(
+    hass: HomeAssistant, socket_enabled: None
+) -> None:
+    async with RtspsPrinter(serial=SERIAL, access_code=CODE) as printer:
+        entry = rtsps_entry(printer, keep_warm=True)  # streams with no viewer
+        async with asyncio.timeout(RTSPS_WAIT):
+            await setup_entry(hass, entry)
+        source = entry.runtime_data.source
+        assert isinstance(source, BambuRtspsSource)
+        await until(lambda: source.connected, RTSPS_WAIT)
+        pid = source.last_pid
+        hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+        await hass.async_block_till_done()
+        await until(lambda: reaped(pid))
+        await printer.wait_for(lambda s: s.get("connections_open", 0) == 0)
+        assert source.processes_started == 1
+        assert await hass.config_entries.async_unload(entry.entry_id)
