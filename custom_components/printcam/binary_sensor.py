@@ -13,7 +13,7 @@ from homeassistant.components.binary_sensor import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamCoordinatorEntity
 from .stream import StreamSnapshot, StreamState
 
@@ -45,7 +45,9 @@ async def async_setup_entry(
 ) -> None:
     """Add the stream's binary sensors."""
     async_add_entities(
-        PrintCamBinarySensor(entry, description) for description in BINARY_SENSORS
+        PrintCamBinarySensor(entry, description, camera)
+        for camera in entry.runtime_data.cameras
+        for description in BINARY_SENSORS
     )
 
 
@@ -58,10 +60,12 @@ class PrintCamBinarySensor(PrintCamCoordinatorEntity, BinarySensorEntity):
         self,
         entry: PrintCamConfigEntry,
         description: PrintCamBinarySensorEntityDescription,
+        camera: CameraData,
     ) -> None:
         """Attach the binary sensor to the printer's device and the coordinator."""
-        super().__init__(entry, description.key)
+        super().__init__(entry, description.key, camera)
         self.entity_description = description
+        self._name_for_webcam(description.translation_key)
 
     @property
     def is_on(self) -> bool:

@@ -15,7 +15,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamEntity
 from .stream import PrintCamStream
 
@@ -51,7 +51,11 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the stream's buttons."""
-    async_add_entities(PrintCamButton(entry, description) for description in BUTTONS)
+    async_add_entities(
+        PrintCamButton(entry, description, camera)
+        for camera in entry.runtime_data.cameras
+        for description in BUTTONS
+    )
 
 
 class PrintCamButton(PrintCamEntity, ButtonEntity):
@@ -64,10 +68,12 @@ class PrintCamButton(PrintCamEntity, ButtonEntity):
         self,
         entry: PrintCamConfigEntry,
         description: PrintCamButtonEntityDescription,
+        camera: CameraData,
     ) -> None:
         """Attach the button to the printer's device."""
-        super().__init__(entry, description.key)
+        super().__init__(entry, description.key, camera)
         self.entity_description = description
+        self._name_for_webcam(description.translation_key)
 
     async def async_press(self) -> None:
         """Act on the stream (an idle stream has no connection to restart)."""

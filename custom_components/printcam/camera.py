@@ -9,7 +9,7 @@ from homeassistant.components.camera import Camera
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamCoordinatorEntity
 from .mjpeg import CONTENT_TYPE
 from .viewer import ChunkFramer, TransportViewer
@@ -24,8 +24,10 @@ async def async_setup_entry(
     entry: PrintCamConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the printer's camera."""
-    async_add_entities([PrintCamCamera(entry)])
+    """Add the printer's camera (one per webcam of an OctoPrint or Moonraker)."""
+    async_add_entities(
+        PrintCamCamera(entry, camera) for camera in entry.runtime_data.cameras
+    )
 
 
 class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
@@ -34,10 +36,12 @@ class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
     _attr_name = None  # the device's name: "Printer" rather than "Printer Camera"
     _attr_translation_key = "camera"
 
-    def __init__(self, entry: PrintCamConfigEntry) -> None:
-        """Create the camera on the printer's device."""
-        PrintCamCoordinatorEntity.__init__(self, entry, "camera")
+    def __init__(self, entry: PrintCamConfigEntry, camera: CameraData) -> None:
+        """Create the camera on the printer's device, named after its webcam."""
+        PrintCamCoordinatorEntity.__init__(self, entry, "camera", camera)
         Camera.__init__(self)
+        if camera.name is not None:
+            self._attr_name = camera.name
         self.content_type = "image/jpeg"
         self._framer = ChunkFramer()
         """Frames each part as an HTTP/1.1 chunk once for every viewer."""

@@ -80,14 +80,22 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
     config_entry: ConfigEntry
 
     def __init__(
-        self, hass: HomeAssistant, entry: ConfigEntry, stream: PrintCamStream
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        stream: PrintCamStream,
+        camera: str | None = None,
     ) -> None:
-        """Start from the stream's current snapshot; nothing runs yet."""
+        """Start from the stream's current snapshot; nothing runs yet.
+
+        `camera` names the webcam in an entry with several (for logs).
+        """
+        self.label = entry.title if camera is None else f"{entry.title} {camera}"
         super().__init__(
             hass,
             _LOGGER,
             config_entry=entry,
-            name=f"{entry.title} stream",
+            name=f"{self.label} stream",
             update_interval=None,  # push: the stream tells us
         )
         self.stream = stream
@@ -171,7 +179,7 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
             self._unreachable_logged = True
             _LOGGER.info(
                 "%s: camera unreachable (%s)",
-                self.config_entry.title,
+                self.label,
                 self._latest.last_error or "no answer",
             )
         elif self._unreachable_logged and new in (
@@ -179,7 +187,7 @@ class PrintCamCoordinator(DataUpdateCoordinator[StreamSnapshot]):
             StreamState.AUTH_FAILED,
         ):
             self._unreachable_logged = False
-            _LOGGER.info("%s: camera reachable again", self.config_entry.title)
+            _LOGGER.info("%s: camera reachable again", self.label)
 
     # --- publishing: at once on a transition, sampled in between -----------------
 

@@ -19,7 +19,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
 from .const import CONF_PASSWORD, CONF_STILL_URL, CONF_USERNAME
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .redact import redact_text, url_secrets
 from .stream import PrintCamStream, StreamSnapshot
 from .viewer import TransportViewer
@@ -89,14 +89,14 @@ def _scrub(value: Any, secrets: Iterable[str]) -> Any:
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: PrintCamConfigEntry
 ) -> dict[str, Any]:
-    """Return the entry, its options, the stream's state and its source."""
+    """Return the entry, its options, each camera's stream state and source.
+
+    The first camera's are at the top level; an entry with several webcams
+    adds each under ``webcams``, and the webcams it does not show under
+    ``skipped_webcams`` with the reason.
+    """
     runtime = entry.runtime_data
-    stream, source, coordinator = runtime.stream, runtime.source, runtime.coordinator
-    snapshot = stream.snapshot
-    delivery = stream.delivery
-    source_stats = asdict(source.stats)
-    last_error = source_stats.pop("last_error")
-    diagnostics = {
+    diagnostics: dict[str, Any] = {
         "entry": {
             "title": entry.title,
             "version": entry.version,
@@ -105,6 +105,27 @@ async def async_get_config_entry_diagnostics(
             "data": async_redact_data(dict(entry.data), TO_REDACT),
         },
         "options": dict(entry.options),
+        **_camera(entry, runtime.cameras[0]),
+    }
+    if any(camera.key is not None for camera in runtime.cameras):
+        diagnostics["webcams"] = [
+            {"key": camera.key, "name": camera.name, **_camera(entry, camera)}
+            for camera in runtime.cameras
+        ]
+    if runtime.skipped:
+        diagnostics["skipped_webcams"] = [asdict(webcam) for webcam in runtime.skipped]
+    result: dict[str, Any] = _scrub(diagnostics, _secrets(entry.data))
+    return result
+
+
+def _camera(entry: PrintCamConfigEntry, camera: CameraData) -> dict[str, Any]:
+    """Return one camera's stream state, counters and source."""
+    stream, source, coordinator = camera.stream, camera.source, camera.coordinator
+    snapshot = stream.snapshot
+    delivery = stream.delivery
+    source_stats = asdict(source.stats)
+    last_error = source_stats.pop("last_error")
+    return {
         "stream": {
             "effective_options": asdict(stream.options),
             "snapshot": _snapshot(snapshot),
@@ -146,5 +167,3 @@ async def async_get_config_entry_diagnostics(
             ],
         },
     }
-    result: dict[str, Any] = _scrub(diagnostics, _secrets(entry.data))
-    return result

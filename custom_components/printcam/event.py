@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import EVENT_TYPES
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamEntity
 
 # Push: the coordinator fires the events; there is nothing to poll.
@@ -26,7 +26,11 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the stream's event entity."""
-    async_add_entities(PrintCamEvent(entry, description) for description in EVENTS)
+    async_add_entities(
+        PrintCamEvent(entry, description, camera)
+        for camera in entry.runtime_data.cameras
+        for description in EVENTS
+    )
 
 
 class PrintCamEvent(PrintCamEntity, EventEntity):
@@ -35,13 +39,17 @@ class PrintCamEvent(PrintCamEntity, EventEntity):
     _attr_should_poll = False
 
     def __init__(
-        self, entry: PrintCamConfigEntry, description: EventEntityDescription
+        self,
+        entry: PrintCamConfigEntry,
+        description: EventEntityDescription,
+        camera: CameraData,
     ) -> None:
         """Attach the event entity to the printer's device."""
-        super().__init__(entry, description.key)
+        super().__init__(entry, description.key, camera)
         self.entity_description = description
+        self._name_for_webcam(description.translation_key)
         self._attr_event_types = list(EVENT_TYPES)
-        self.coordinator = entry.runtime_data.coordinator
+        self.coordinator = camera.coordinator
 
     async def async_added_to_hass(self) -> None:
         """Listen to the coordinator's stream events."""

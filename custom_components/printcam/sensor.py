@@ -18,7 +18,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamCoordinatorEntity
 from .stream import StreamSnapshot, StreamState
 
@@ -91,7 +91,11 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the stream's sensors."""
-    async_add_entities(PrintCamSensor(entry, description) for description in SENSORS)
+    async_add_entities(
+        PrintCamSensor(entry, description, camera)
+        for camera in entry.runtime_data.cameras
+        for description in SENSORS
+    )
 
 
 class PrintCamSensor(PrintCamCoordinatorEntity, SensorEntity):
@@ -103,10 +107,12 @@ class PrintCamSensor(PrintCamCoordinatorEntity, SensorEntity):
         self,
         entry: PrintCamConfigEntry,
         description: PrintCamSensorEntityDescription,
+        camera: CameraData,
     ) -> None:
         """Attach the sensor to the printer's device and the coordinator."""
-        super().__init__(entry, description.key)
+        super().__init__(entry, description.key, camera)
         self.entity_description = description
+        self._name_for_webcam(description.translation_key)
 
     @property
     def native_value(self) -> StateType | datetime:

@@ -10,8 +10,9 @@ Unloading runs the same undos, so rollback and unload cannot drift apart.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant, callback
@@ -21,11 +22,12 @@ from homeassistant.exceptions import (
     ConfigEntryNotReady,
     HomeAssistantError,
 )
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
 
 from .const import DOMAIN, PROBE_TIMEOUT
 from .coordinator import PrintCamCoordinator
-from .data import PrintCamData, SetupContext, Stage
+from .data import CameraData, PrintCamData, SetupContext, Stage
 from .families import InvalidConfig, family_for
 from .families.bambu import printer_address
 from .sources import (
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+WEBCAM_RECHECK_INTERVAL: Final = timedelta(hours=1)
+"""How often a printer's webcam list is read again (a change reloads)."""
+
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
     Platform.BUTTON,
@@ -58,49 +63,111 @@ PLATFORMS: list[Platform] = [
 # --- the stages ------------------------------------------------------------------
 
 
+class NoCameras(SourceError):
+    """The printer lists no webcam PrintCam can show (yet): setup retries."""
+
+    reason = "no_cameras"
+
+
 async def _validate(ctx: SetupContext) -> None:
     """Check (and in future versions migrate) the entry's data."""
     family_for(ctx.entry.data).validate_data(ctx.entry.data)
 
 
 async def _build_source(ctx: SetupContext) -> None:
-    """Create the printer family's source on Home Assistant's session."""
+    """Ask the family for the entry's cameras and build their sources.
+
+    One for most printers; an OctoPrint or Moonraker printer's webcams are
+    read from its API here (a refused key starts reauth).
+    """
     family = family_for(ctx.entry.data)
-    ctx.source = family.create_source(ctx.hass, ctx.entry.data)
-    family.configure_source(ctx.source, ctx.entry.options)
+    found = await family.async_cameras(ctx.hass, ctx.entry.data)
+    for spec in found.cameras:
+        family.configure_source(spec.source, ctx.entry.options)
+    ctx.found = found
+    if not found.cameras:
+        skipped = ", ".join(f"{w.name} ({w.detail or w.reason})" for w in found.skipped)
+        raise NoCameras(f"no MJPEG webcam to show: {skipped or 'none listed'}")
+
+
+def _stream_key(ctx: SetupContext, camera: str | None) -> str:
+    entry_id = ctx.entry.entry_id
+    return entry_id if camera is None else f"{entry_id}:{camera}"
 
 
 async def _probe(ctx: SetupContext) -> None:
-    """Open the stream's first connection and wait for a frame (short timeout).
+    """Make each camera's stream; open the first connection where asked.
 
     That connection is the stream's, not a throw-away: it stays open as a
     still holds it, so Home Assistant starting with a dashboard open makes
     one printer connection, not two.
     """
-    entry, source = ctx.entry, ctx.source
-    assert source is not None  # noqa: S101 - the build stage set it
-    ctx.stream = PrintCamStream(
-        entry.entry_id,
-        source,
-        StreamOptions.from_mapping(entry.options),
-        still_fetcher=family_for(entry.data).still_fetcher(source, entry.data),
-    )
-    await ctx.stream.async_probe(PROBE_TIMEOUT)
+    entry, found = ctx.entry, ctx.found
+    assert found is not None  # noqa: S101 - the build stage set it
+    for spec in found.cameras:
+        stream = PrintCamStream(
+            _stream_key(ctx, spec.key),
+            spec.source,
+            StreamOptions.from_mapping(entry.options, spec.key),
+            still_fetcher=spec.still_fetcher,
+        )
+        ctx.cameras.append(CameraData(spec.key, spec.name, spec.source, stream))
+    for spec, camera in zip(found.cameras, ctx.cameras, strict=True):
+        if spec.probe:
+            await camera.stream.async_probe(PROBE_TIMEOUT)
 
 
 async def _close_probe(ctx: SetupContext) -> bool:
     """Close the probe's connection (setup failed after or during it)."""
-    if ctx.stream is not None:
-        await ctx.stream.async_close()
+    for camera in ctx.cameras:
+        await camera.stream.async_close()
     return True
 
 
 async def _register_stream(ctx: SetupContext) -> None:
-    """Register the probed stream with Home Assistant."""
-    hass, entry, source, stream = ctx.hass, ctx.entry, ctx.source, ctx.stream
-    assert source is not None  # noqa: S101 - the build stage set it
-    assert stream is not None  # noqa: S101 - the probe stage set it
-    entry.runtime_data = PrintCamData(source=source, stream=stream, context=ctx)
+    """Register the cameras' streams with Home Assistant."""
+    hass, entry, found = ctx.hass, ctx.entry, ctx.found
+    assert found is not None  # noqa: S101 - the build stage set it
+    entry.runtime_data = PrintCamData(
+        cameras=ctx.cameras, context=ctx, skipped=list(found.skipped)
+    )
+    for camera in ctx.cameras:
+        _register_camera(ctx, camera)
+    stopped = False
+
+    async def _on_stop(_event: Event) -> None:
+        nonlocal stopped
+        stopped = True
+        for camera in ctx.cameras:
+            await camera.stream.async_close()
+
+    remove_stop = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
+
+    @callback
+    def _remove_stop() -> None:
+        if not stopped:  # a fired once-listener is already gone
+            remove_stop()
+
+    ctx.cleanups.append(_remove_stop)
+
+    async def _on_update(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+        # Options apply live: no reload, viewers keep their stream.
+        family = family_for(entry.data)
+        for camera in ctx.cameras:
+            stream = camera.stream
+            stream.apply_options(StreamOptions.from_mapping(entry.options, camera.key))
+            if family.configure_source(camera.source, entry.options):
+                stream.restart()  # a new transcode needs a new session
+
+    ctx.cleanups.append(entry.add_update_listener(_on_update))
+    _watch_webcams(ctx, found.signature)
+    for camera in ctx.cameras:
+        camera.stream.start_keep_warm()
+
+
+def _register_camera(ctx: SetupContext, camera: CameraData) -> None:
+    """Turn one camera's failures into reauth and repair issues."""
+    hass, entry, source, stream = ctx.hass, ctx.entry, camera.source, camera.stream
 
     @callback
     def _on_failure(error: SourceError) -> None:
@@ -127,30 +194,28 @@ async def _register_stream(ctx: SetupContext) -> None:
             async_create_liveview_issue(hass, entry)
 
     ctx.cleanups.append(stream.add_listener(_on_transition))
-    stopped = False
 
-    async def _on_stop(_event: Event) -> None:
-        nonlocal stopped
-        stopped = True
-        await stream.async_close()
 
-    remove_stop = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
+def _watch_webcams(ctx: SetupContext, signature: str) -> None:
+    """Reload the entry when the printer's webcams change (checked hourly)."""
+    hass, entry = ctx.hass, ctx.entry
+    family = family_for(entry.data)
 
-    @callback
-    def _remove_stop() -> None:
-        if not stopped:  # a fired once-listener is already gone
-            remove_stop()
+    async def _check(_now: datetime) -> None:
+        try:
+            now = await family.async_cameras_signature(hass, entry.data)
+        except SourceError as err:
+            _LOGGER.debug("%s: webcams not checked: %s", entry.title, err)
+            return
+        if now is not None and now != signature:
+            _LOGGER.info("%s: the printer's webcams changed: reloading", entry.title)
+            hass.config_entries.async_schedule_reload(entry.entry_id)
 
-    ctx.cleanups.append(_remove_stop)
-
-    async def _on_update(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
-        # Options apply live: no reload, viewers keep their stream.
-        stream.apply_options(StreamOptions.from_mapping(entry.options))
-        if family_for(entry.data).configure_source(source, entry.options):
-            stream.restart()  # a new transcode needs a new session
-
-    ctx.cleanups.append(entry.add_update_listener(_on_update))
-    stream.start_keep_warm()
+    ctx.cleanups.append(
+        async_track_time_interval(
+            hass, _check, WEBCAM_RECHECK_INTERVAL, name=f"{entry.title} webcams"
+        )
+    )
 
 
 async def _close_stream(ctx: SetupContext) -> bool:
@@ -161,24 +226,37 @@ async def _close_stream(ctx: SetupContext) -> bool:
 
 
 async def _start_coordinator(ctx: SetupContext) -> None:
-    """Create the coordinator and let it follow the stream."""
-    assert ctx.stream is not None  # noqa: S101 - the register stage set it
-    coordinator = PrintCamCoordinator(ctx.hass, ctx.entry, ctx.stream)
-    ctx.entry.runtime_data.coordinator = coordinator
-    coordinator.async_start()
+    """Create each camera's coordinator and let it follow the stream."""
+    for camera in ctx.cameras:
+        camera.coordinator = PrintCamCoordinator(
+            ctx.hass, ctx.entry, camera.stream, camera.name
+        )
+        camera.coordinator.async_start()
 
 
 async def _stop_coordinator(ctx: SetupContext) -> bool:
-    """Stop following the stream; cancel its pending publish."""
-    coordinator = getattr(ctx.entry.runtime_data, "coordinator", None)
-    if coordinator is not None:
-        await coordinator.async_shutdown()
+    """Stop following the streams; cancel their pending publishes."""
+    for camera in ctx.cameras:
+        coordinator = getattr(camera, "coordinator", None)
+        if coordinator is not None:
+            await coordinator.async_shutdown()
     return True
 
 
 async def _forward_platforms(ctx: SetupContext) -> None:
-    """Set up the entity platforms."""
-    await ctx.hass.config_entries.async_forward_entry_setups(ctx.entry, PLATFORMS)
+    """Set up the entity platforms; remove entities of webcams now gone."""
+    hass, entry = ctx.hass, ctx.entry
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if all(camera.key is None for camera in ctx.cameras):
+        return  # the entry's one camera: nothing can have gone
+    registry = er.async_get(hass)
+    made = entry.runtime_data.unique_ids
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if entity.unique_id not in made:
+            _LOGGER.info(
+                "%s: removing %s (its webcam is gone)", entry.title, entity.entity_id
+            )
+            registry.async_remove(entity.entity_id)
 
 
 async def _unload_platforms(ctx: SetupContext) -> bool:
@@ -281,7 +359,9 @@ def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError
     """Translate a stage's failure into the Home Assistant exception for it."""
     placeholders = {
         "name": ctx.entry.title,
-        "host": ctx.source.host if ctx.source is not None else "",
+        "host": ctx.found.cameras[0].source.host
+        if ctx.found is not None and ctx.found.cameras
+        else "",
         "error": str(err),
     }
     cls: type[HomeAssistantError]
@@ -301,6 +381,8 @@ def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError
         cls = ConfigEntryNotReady
         if isinstance(err, SourceTimeout):
             key = "timeout"
+        elif isinstance(err, NoCameras):
+            key = "no_cameras"
         elif isinstance(err, LiveviewDisabled):
             async_create_liveview_issue(ctx.hass, ctx.entry)
             key = "liveview_disabled"

@@ -87,15 +87,32 @@ class StreamOptions:
     keep_warm: bool = DEFAULT_KEEP_WARM
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> StreamOptions:
-        """Build from a config entry's options; missing keys get defaults."""
+    def from_mapping(
+        cls, options: Mapping[str, Any], camera: str | None = None
+    ) -> StreamOptions:
+        """Build from a config entry's options; missing keys get defaults.
+
+        `camera` is the camera's key in an entry with several: its own
+        keep-warm switch (`camera_option`).
+        """
         return cls(
             max_fps=float(options.get(CONF_MAX_FPS, DEFAULT_MAX_FPS)),
             idle_grace_s=float(options.get(CONF_IDLE_GRACE_S, DEFAULT_IDLE_GRACE_S)),
             still_hold_s=float(options.get(CONF_STILL_HOLD_S, DEFAULT_STILL_HOLD_S)),
             stall_s=float(options.get(CONF_STALL_S, DEFAULT_STALL_S)),
-            keep_warm=bool(options.get(CONF_KEEP_WARM, DEFAULT_KEEP_WARM)),
+            keep_warm=bool(
+                options.get(camera_option(CONF_KEEP_WARM, camera), DEFAULT_KEEP_WARM)
+            ),
         )
+
+
+def camera_option(option: str, camera: str | None) -> str:
+    """Return the entry option holding one camera's `option` (its switches).
+
+    The entry's only camera uses the option itself; in an entry with
+    several each camera has its own, ``<option>:<camera key>``.
+    """
+    return option if camera is None else f"{option}:{camera}"
 
 
 @dataclass(frozen=True, slots=True)

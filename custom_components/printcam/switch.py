@@ -16,8 +16,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import CONF_KEEP_WARM, DEFAULT_KEEP_WARM
-from .data import PrintCamConfigEntry
+from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamEntity
+from .stream import camera_option
 
 # Switching writes the entry's options only; nothing to poll or serialise.
 PARALLEL_UPDATES = 0
@@ -48,7 +49,11 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the stream's switches."""
-    async_add_entities(PrintCamSwitch(entry, description) for description in SWITCHES)
+    async_add_entities(
+        PrintCamSwitch(entry, description, camera)
+        for camera in entry.runtime_data.cameras
+        for description in SWITCHES
+    )
 
 
 class PrintCamSwitch(PrintCamEntity, SwitchEntity):
@@ -61,10 +66,13 @@ class PrintCamSwitch(PrintCamEntity, SwitchEntity):
         self,
         entry: PrintCamConfigEntry,
         description: PrintCamSwitchEntityDescription,
+        camera: CameraData,
     ) -> None:
         """Attach the switch to the printer's device."""
-        super().__init__(entry, description.key)
+        super().__init__(entry, description.key, camera)
         self.entity_description = description
+        self._name_for_webcam(description.translation_key)
+        self._option = camera_option(description.option, camera.key)
 
     async def async_added_to_hass(self) -> None:
         """Follow the entry, so option changes made elsewhere show."""
@@ -80,7 +88,7 @@ class PrintCamSwitch(PrintCamEntity, SwitchEntity):
     def is_on(self) -> bool:
         """Return the option's current value."""
         description = self.entity_description
-        return bool(self.entry.options.get(description.option, description.default))
+        return bool(self.entry.options.get(self._option, description.default))
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Store the option as on; the update listener applies it."""
@@ -91,8 +99,7 @@ class PrintCamSwitch(PrintCamEntity, SwitchEntity):
         self._set(False)
 
     def _set(self, value: bool) -> None:
-        option = self.entity_description.option
         self.hass.config_entries.async_update_entry(
-            self.entry, options={**self.entry.options, option: value}
+            self.entry, options={**self.entry.options, self._option: value}
         )
         self.async_write_ha_state()

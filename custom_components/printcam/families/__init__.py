@@ -15,12 +15,15 @@ from custom_components.printcam.const import CONF_KIND
 
 from .bambu import BambuFamily
 from .base import (
+    Cameras,
+    CameraSpec,
     ConfirmChange,
     Discovered,
     Draft,
     Family,
     FormError,
     InvalidConfig,
+    SkippedWebcam,
     StillFetcher,
 )
 from .mjpeg import MjpegFamily
@@ -45,12 +48,15 @@ def family_for(data: Mapping[str, Any]) -> Family:
 
 __all__ = [
     "FAMILIES",
+    "CameraSpec",
+    "Cameras",
     "ConfirmChange",
     "Discovered",
     "Draft",
     "Family",
     "FormError",
     "InvalidConfig",
+    "SkippedWebcam",
     "StillFetcher",
     "family_for",
 ]

@@ -109,6 +109,44 @@ class FormError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """One camera of an entry, as its family describes it at setup."""
+
+    key: str | None
+    """Stable id within the entry (a webcam's name or uid); None for the
+    entry's only camera, whose entities keep the ids they always had."""
+    name: str | None
+    """The camera's own name (a webcam's), None for the entry's only camera."""
+    source: FrameSource
+    still_fetcher: StillFetcher | None = None
+    probe: bool = True
+    """Open the first connection during setup and fail setup when it fails.
+    False where the printer's API already proved it is there: one webcam
+    down then shows in its own stream state while the others stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedWebcam:
+    """A webcam the printer lists that PrintCam does not show, and why."""
+
+    name: str
+    reason: str
+    """A translation key (``not_mjpeg_service``, ``disabled``, ...)."""
+    detail: str = ""
+    """What made it so (the service or the URL's kind), never a credential."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cameras:
+    """What a family found to show for an entry."""
+
+    cameras: list[CameraSpec]
+    skipped: list[SkippedWebcam] = field(default_factory=list)
+    signature: str = ""
+    """Changes when the printer's webcams change (a periodic check reloads)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     """A new entry as entered, before the printer was checked."""
 
@@ -172,6 +210,30 @@ class Family(ABC):
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> FrameSource:
         """Return the camera source for valid entry data."""
+
+    async def async_cameras(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> Cameras:
+        """Return the entry's cameras (valid `data`); may ask the printer.
+
+        Raises `SourceError` when the printer cannot be asked (`InvalidAuth`
+        starts reauth, others retry setup). The default is the one camera
+        of `create_source`, probed at setup.
+        """
+        source = self.create_source(hass, data)
+        return Cameras(
+            [CameraSpec(None, None, source, self.still_fetcher(source, data))]
+        )
+
+    async def async_cameras_signature(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> str | None:
+        """Return the `Cameras.signature` the printer would give now.
+
+        Checked periodically while the entry is loaded; a change reloads
+        the entry. None (the default): the cameras come from the entry alone.
+        """
+        return None
 
     def configure_source(self, source: FrameSource, options: Mapping[str, Any]) -> bool:
         """Apply the entry's options to its source (at setup, and when they change).
