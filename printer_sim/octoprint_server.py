@@ -107,6 +107,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 import contextlib
 from dataclasses import dataclass, field
+import http.client
 import json
 import os
 from pathlib import Path
@@ -489,7 +490,10 @@ def http_request_sync(
             status, body = response.status, response.read()
     except urllib.error.HTTPError as err:
         status, body = err.code, err.read()
-    except (OSError, TimeoutError):
+    except (OSError, http.client.HTTPException):
+        # While it starts, OctoPrint's "intermediary" server holds the port
+        # and answers unknown paths with the bare bytes "Not found" (no
+        # status line: its 404 never sends its headers).
         return 0, None
     text = body.decode(errors="replace")
     try:
