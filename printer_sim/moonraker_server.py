@@ -80,6 +80,7 @@ HEX}}`` (read-only namespace; the API's only view of it). ``version`` is
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 import contextlib
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ from .octoprint_server import (
     _check_status,
     as_dict,
     http_request,
+    http_request_sync,
 )
 
 __all__ = [
@@ -116,6 +118,9 @@ def moonraker_available() -> str | None:
         return f"{MOONRAKER_VENV.name} missing (scripts/setup creates it)"
     if not (MOONRAKER_VENV / "bin" / "moonraker").exists():
         return f"moonraker not installed in {MOONRAKER_VENV.name} (run scripts/setup)"
+    if not (MOONRAKER_VENV / ".requirements.sha256").exists():
+        # scripts/setup writes it once the install succeeded.
+        return f"{MOONRAKER_VENV.name} incomplete (run scripts/setup)"
     return None
 
 
@@ -248,20 +253,49 @@ class MoonrakerServer(ServerProcess):
         # Untrusted, 401 is its answer until the key is known.
         return "/server/info", {}, frozenset({200, 401})
 
-    def _after_ready(self) -> None:
-        """Read the API key Moonraker made (it is in the database by now)."""
+    # Moonraker writes its key to the database before it listens: the first
+    # read finds it; the loops only cover a slow disk.
+
+    def _database(self) -> Path:
         if self.directory is None:  # pragma: no cover - only after a start
             raise RuntimeError("not started")
-        database = self.directory / "data" / "database" / "moonraker-sql.db"
+        return self.directory / "data" / "database" / "moonraker-sql.db"
+
+    def _after_ready(self) -> None:
+        """Read the API key Moonraker made; check it opens this server."""
         deadline = time.monotonic() + self.key_timeout
-        while True:
-            key = _read_api_key(database)
-            if key:
-                self.api_key = key
-                return
-            if time.monotonic() > deadline:
-                raise ServerError(f"no API key in {database}:\n{self.log_tail()}")
+        while not (key := _read_api_key(self._database())):
+            self._check_key_deadline(deadline)
             time.sleep(0.05)
+        self.api_key = key
+        status, _ = http_request_sync(
+            "GET", self.url + "/server/info", headers=self.headers
+        )
+        self._check_key_status(status)
+
+    async def _after_ready_async(self) -> None:
+        """Read the API key Moonraker made; check it opens this server."""
+        deadline = time.monotonic() + self.key_timeout
+        while not (key := _read_api_key(self._database())):
+            self._check_key_deadline(deadline)
+            await asyncio.sleep(0.05)
+        self.api_key = key
+        status, _ = await http_request(
+            "GET", self.url + "/server/info", headers=self.headers
+        )
+        self._check_key_status(status)
+
+    def _check_key_deadline(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise ServerError(f"no API key in {self._database()}:\n{self.log_tail()}")
+
+    def _check_key_status(self, status: int) -> None:
+        # The key opens this server only: not another one that took the port.
+        if status != 200:
+            raise ServerError(
+                f"{self.url} refused this Moonraker's key ({status}):\n"
+                + self.log_tail()
+            )
 
     # --- REST --------------------------------------------------------------------
 

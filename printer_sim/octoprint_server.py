@@ -168,6 +168,9 @@ def octoprint_available() -> str | None:
         return f"{OCTOPRINT_VENV.name} missing (scripts/setup creates it)"
     if not (OCTOPRINT_VENV / "bin" / "octoprint").exists():
         return f"octoprint not installed in {OCTOPRINT_VENV.name} (run scripts/setup)"
+    if not (OCTOPRINT_VENV / ".requirements.sha256").exists():
+        # scripts/setup writes it once the install succeeded.
+        return f"{OCTOPRINT_VENV.name} incomplete (run scripts/setup)"
     return None
 
 
@@ -234,7 +237,11 @@ class ServerProcess:
         raise NotImplementedError
 
     def _after_ready(self) -> None:
-        """Run after the probe succeeded (blocking, short)."""
+        """Run after the probe succeeded (`start_sync`)."""
+
+    async def _after_ready_async(self) -> None:
+        """Run after the probe succeeded (`start`)."""
+        self._after_ready()
 
     # --- what a client needs -------------------------------------------------
 
@@ -284,7 +291,7 @@ class ServerProcess:
         started = time.monotonic()
         try:
             await self._start(started)
-            self._after_ready()
+            await self._after_ready_async()
         except BaseException:
             await self.stop()
             raise
@@ -384,13 +391,25 @@ class ServerProcess:
         )
         return self._process
 
-    def _exited_early(self, process: subprocess.Popen[bytes]) -> bool:
-        """Return True to retry on another port; raise if it failed otherwise."""
+    def _port_taken(self) -> bool:
+        """Return whether the server said its port was taken."""
         tail = self.log_tail()
-        if "Address already in use" in tail or "Errno 98" in tail:
+        return "Address already in use" in tail or "Errno 98" in tail
+
+    def _failed(self, process: subprocess.Popen[bytes]) -> bool:
+        """Return True to retry on another port, False to go on waiting.
+
+        Raise if the server exited for another reason. The port was free
+        a moment before: another process may have taken it since. OctoPrint
+        then exits; Moonraker runs on without HTTP (so the log decides).
+        """
+        if self._port_taken():
             return True
+        if process.poll() is None:
+            return False
         raise ServerError(
-            f"{self.label} exited with {process.returncode} before answering:\n{tail}"
+            f"{self.label} exited with {process.returncode} before answering:\n"
+            + self.log_tail()
         )
 
     async def _wait_ready_async(
@@ -398,14 +417,14 @@ class ServerProcess:
     ) -> bool:
         """Poll the server until it answers (nothing to wait on but polls)."""
         path, headers, ok = self._probe()
-        timeout = aiohttp.ClientTimeout(total=5)
+        timeout = aiohttp.ClientTimeout(total=3)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                if process.poll() is not None:
-                    return not self._exited_early(process)
+                if self._failed(process):
+                    return False
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(self.url + path, headers=headers) as resp:
-                        if resp.status in ok:
+                        if resp.status in ok and not self._port_taken():
                             return True
                 self._check_deadline(started)
                 await asyncio.sleep(0.05)
@@ -415,10 +434,12 @@ class ServerProcess:
     ) -> bool:
         path, headers, ok = self._probe()
         while True:
-            if process.poll() is not None:
-                return not self._exited_early(process)
-            status, _ = http_request_sync("GET", self.url + path, headers=headers)
-            if status in ok:
+            if self._failed(process):
+                return False
+            status, _ = http_request_sync(
+                "GET", self.url + path, headers=headers, timeout=3
+            )
+            if status in ok and not self._port_taken():
                 return True
             self._check_deadline(started)
             time.sleep(0.05)
