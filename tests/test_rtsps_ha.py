@@ -13,9 +13,8 @@ children in /proc while it runs (`FfmpegWatch`) and checks that none is left;
 an earlier socket to it still open? Each test waits on the condition it
 asserts, within a bound; the figures are printed (``pytest -s``).
 
-The last test is a strict xfail: it reproduces a production bug (a restart
-during the relay's TLS handshake connects again before the abandoned socket
-is closed) and starts failing, as a reminder to drop the mark, once fixed.
+The last test pins a bug these tests found: a restart during the relay's
+TLS handshake connected again before asyncio had closed the abandoned socket.
 """
 
 from __future__ import annotations
@@ -560,11 +559,10 @@ async def test_randomised_races_never_run_two_ffmpeg_or_two_connections(
     report(message)
     assert watch.max_live <= 1, message
     assert status["max_open"] <= 1, message
-    # Not asserted here: `refused` and `sockets.overlaps`. A restart pressed
-    # during the relay's TLS handshake opens the next connection before the
-    # abandoned one is closed (a production bug, reproduced deterministically
-    # by test_restart_during_the_tls_handshake_opens_no_second_connection);
-    # random rounds hit it in about half the runs.
+    # Never a second socket to the printer, not even for a moment: the
+    # server would refuse it, PrintCam's side would see the overlap.
+    assert sockets.overlaps == [], message
+    assert status["refused"] == 0, message
     assert races.failed_setups == 0, message
     assert elapsed < 90, message
 
@@ -771,18 +769,10 @@ async def test_certificate_change_while_streaming_raises_repair(
             await second.stop()
 
 
-# --- a restart during the TLS handshake (known production bug) ----------------
+# --- a restart during the TLS handshake ------------------------------------------
 
 
 @rtsps
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: a connection attempt cancelled during the TLS handshake is closed "
-        "one loop iteration later (asyncio aborts the transport), but the "
-        "restarted session connects at once: two sockets to the printer"
-    ),
-)
 async def test_restart_during_the_tls_handshake_opens_no_second_connection(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,

@@ -70,6 +70,8 @@ MAX_FRAME_SIZE: Final = 4 * 1024 * 1024
 """Largest payload accepted; stock frames are about 60 KB."""
 CLOSE_TIMEOUT: Final = 2.0
 """How long a close waits for the TLS shutdown before aborting the socket."""
+CLOSE_ITERATIONS: Final = 3
+"""Loop iterations asyncio takes to close an aborted TLS connection's socket."""
 AUTH_REJECT_WINDOW: Final = 5.0
 """A close this soon after the login, before any frame, looks like a wrong code.
 
@@ -172,6 +174,12 @@ async def _open_tls(
     try:
         async with asyncio.timeout(within):
             return await asyncio.open_connection(host, port, ssl=context)
+    except asyncio.CancelledError:
+        # Cancelled mid-handshake (a restart): asyncio aborts the socket on
+        # the next loop iterations. Let it, or the next connection would
+        # overlap this one at a printer that serves one client.
+        await _let_close()
+        raise
     except ConnectionRefusedError as err:
         cause: BaseException = err
         error = CameraPortClosed(
@@ -194,8 +202,17 @@ async def _open_tls(
         error = CannotConnect(f"cannot connect to {target}: {detail}")
     # A failed connect closes its socket on the next loop iteration; let it,
     # so that a retry never overlaps it.
-    await asyncio.sleep(0)
+    await _let_close()
     raise error from cause
+
+
+async def _let_close() -> None:
+    """Let asyncio close an aborted connection's socket.
+
+    It does so on the next loop iterations: the TLS layer, then the socket.
+    """
+    for _ in range(CLOSE_ITERATIONS):
+        await asyncio.sleep(0)
 
 
 async def _close_writer(writer: asyncio.StreamWriter) -> None:
