@@ -43,8 +43,11 @@ STOP_TIMEOUT: Final = 2.0
 RESPAWN_DELAY: Final = 0.2
 """First delay before a new session after the printer ended one (a P2S ends
 its session every few seconds); it doubles while sessions keep failing."""
-RESPAWN_STABLE_AFTER: Final = 3.0
-"""A session that delivered frames this long was good: respawn quickly again."""
+RESPAWN_STABLE_AFTER: Final = 0.0
+"""A session that delivered any frame was good: respawn quickly again. (ffmpeg
+takes about 2 s to its first frame, so a P2S ending its session every few
+seconds delivers only a second or two; counting that as failing doubled the
+delay up to 30 s.)"""
 STDERR_LINES: Final = 20
 """Last ffmpeg stderr lines kept for diagnostics."""
 P2S_INPUT_FLAGS: Final = (
