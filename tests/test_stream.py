@@ -23,9 +23,11 @@ from custom_components.printcam.stream import (
     StreamSnapshot,
     StreamState,
 )
+from custom_components.printcam.transform import FrameTransform, Orientation
 from printer_sim.jpeg import numbered_jpeg
 
 from .conftest import until
+from .test_transform import corners_shown, quadrants, size_of
 
 
 class ScriptedSource(FrameSource):
@@ -395,3 +397,57 @@ async def test_cancelling_a_waiting_still_cancels_only_it(
         await still
     source.feed.put_nowait(numbered_jpeg(1))
     assert await other == numbered_jpeg(1)
+
+
+async def test_stopping_the_upstream_answers_a_waiting_still_at_once(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    """A config flow stops the upstream: a still waiting on it does not hang."""
+    still = asyncio.create_task(stream.async_get_still(timeout=30))
+    await until(lambda: source.open == 1)  # connected, no frame yet
+    async with asyncio.timeout(2):
+        await stream.async_stop_upstream()
+        assert await still is None  # no frame ever came
+    assert source.open == 0
+
+
+async def test_frames_and_fetched_stills_are_turned_once_bad_ones_dropped(
+    source: ScriptedSource,
+) -> None:
+    """The printer's rotation is applied in the stream: viewers and stills alike."""
+    transform = FrameTransform(Orientation(rotate_cw=90))
+    fetched = quadrants(64, 32)
+
+    async def fetch() -> bytes:
+        return fetched
+
+    stream = PrintCamStream(
+        "entry1",
+        source,
+        StreamOptions(idle_grace_s=0.05),
+        still_fetcher=fetch,
+        transform=transform,
+    )
+    try:
+        # Idle: a still comes from the snapshot URL, turned too.
+        assert size_of(await stream.async_get_still()) == (32, 64)
+        got: list[bytes] = []
+        task = asyncio.create_task(_viewer(stream, got))
+        await until(lambda: source.open == 1)
+        source.feed.put_nowait(b"\xff\xd8 not a picture \xff\xd9")
+        source.feed.put_nowait(quadrants(64, 32))
+        await until(lambda: len(got) == 1)
+        assert size_of(got[0]) == (32, 64)
+        assert corners_shown(got[0])["TL"] == "BL"  # clockwise
+        assert stream.frames_unturnable == 1
+        assert stream.snapshot.bad_frames == 1
+        assert stream.frames == 1
+        assert transform.stats.frames == 2
+        task.cancel()
+    finally:
+        await stream.async_close()
+
+
+def test_an_identity_transform_is_no_transform(source: ScriptedSource) -> None:
+    stream = PrintCamStream("entry1", source, transform=FrameTransform(Orientation()))
+    assert stream.transform is None

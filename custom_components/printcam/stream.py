@@ -52,6 +52,7 @@ from .sources import (
     SourceEvents,
     SourceTimeout,
 )
+from .transform import FrameTransform, TransformError
 from .viewer import TransportViewer
 
 _LOGGER = logging.getLogger(__name__)
@@ -196,13 +197,19 @@ class PrintCamStream(SourceEvents):
         options: StreamOptions | None = None,
         *,
         still_fetcher: Callable[[], Awaitable[bytes]] | None = None,
+        transform: FrameTransform | None = None,
     ) -> None:
         """Wire the source to a broadcaster registered under `key`.
 
         `still_fetcher`, when given, fetches a still without the stream (the
         printer's snapshot URL); it is used only while the stream is down.
+        `transform` turns every frame (and fetched still) once, in an
+        executor, before anyone sees it: the printer's flip and rotation.
         """
         self.key = key
+        self.transform = None if transform is None or transform.identity else transform
+        self.frames_unturnable = 0
+        """Frames dropped because the transform could not turn them."""
         self.source = source
         source.events = self
         self.options = options or StreamOptions()
@@ -254,7 +261,7 @@ class PrintCamStream(SourceEvents):
         if self._state is StreamState.STALLED:
             fps = 0.0
         delivery = self.delivery
-        bad = self.source.stats.dropped
+        bad = self.source.stats.dropped + self.frames_unturnable
         return StreamSnapshot(
             state=self._state,
             viewers=len(self._viewer_tasks),
@@ -440,7 +447,12 @@ class PrintCamStream(SourceEvents):
                     async with contextlib.aclosing(
                         self.source.frames(disconnect)
                     ) as frames:
-                        async for jpeg in frames:
+                        async for raw in frames:
+                            jpeg = raw
+                            if self.transform is not None:
+                                if (turned := await self._turn(raw)) is None:
+                                    continue
+                                jpeg = turned
                             part = self._on_frame(jpeg)
                             if part is not None:
                                 yield part
@@ -462,6 +474,19 @@ class PrintCamStream(SourceEvents):
                 self._set_state(StreamState.IDLE)
             # else: auth_failed / unreachable stays shown until a new
             # upstream gets frames (credentials or certificate fixed).
+
+    async def _turn(self, jpeg: bytes) -> bytes | None:
+        """Return the frame turned (in an executor), None if it is broken."""
+        transform = self.transform
+        assert transform is not None  # noqa: S101 - callers check
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, transform.apply, jpeg
+            )
+        except TransformError as err:
+            self.frames_unturnable += 1
+            _LOGGER.debug("%s: frame dropped: %s", self.key, err)
+            return None
 
     def _take_back_restart(self) -> bool:
         """Return True if the cancellation came from a restart alone."""
@@ -644,7 +669,11 @@ class PrintCamStream(SourceEvents):
             return self.latest_jpeg
         if self._still_fetcher is not None and not self.running:
             try:
-                return await self._fetch_still(self._still_fetcher)
+                jpeg = await self._fetch_still(self._still_fetcher)
+                if self.transform is None:
+                    return jpeg
+                if (turned := await self._turn(jpeg)) is not None:
+                    return turned
             except InvalidAuth as err:
                 self._refused(err)
                 return self.latest_jpeg
@@ -725,8 +754,16 @@ class PrintCamStream(SourceEvents):
         return jpeg
 
     async def async_stop_upstream(self) -> None:
-        """Close the upstream now (viewers end); the next one reopens it."""
+        """Close the upstream now (viewers end); the next one reopens it.
+
+        A still waiting for the next frame gets the latest one at once: the
+        connection it waited on is gone (and a config flow stopped it to
+        talk to the printer alone).
+        """
         self._holds.clear()
+        waiter = self._next_frame
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
         await fanout.shutdown_broadcaster(self.key)
 
     # --- shutdown -----------------------------------------------------------------------------
