@@ -27,6 +27,8 @@ COMMON = {
     "common::config_flow::data::host": "Host",
     "common::config_flow::data::port": "Port",
     "common::config_flow::data::verify_ssl": "Verify SSL certificate",
+    "common::config_flow::data::ssl": "Uses an SSL certificate",
+    "common::config_flow::data::api_key": "API key",
     "common::config_flow::error::unknown": "Unexpected error",
     "common::config_flow::error::cannot_connect": "Failed to connect",
 }

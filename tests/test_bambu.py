@@ -84,7 +84,7 @@ async def _bambu_form(hass: HomeAssistant) -> str:
         DOMAIN, context={"source": config_entries.SOURCE_USER}
     )
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["bambu", "mjpeg"]
+    assert result["menu_options"] == ["bambu", "octoprint", "moonraker", "mjpeg"]
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": "bambu"}
     )

@@ -427,7 +427,13 @@ async def test_a_new_family_gets_a_menu_option_and_an_add_step(
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": config_entries.SOURCE_USER}
     )
-    assert result["menu_options"] == ["bambu", "mjpeg", "fake"]
+    assert result["menu_options"] == [
+        "bambu",
+        "octoprint",
+        "moonraker",
+        "mjpeg",
+        "fake",
+    ]
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": "fake"}
     )

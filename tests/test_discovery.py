@@ -36,7 +36,6 @@ from custom_components.printcam.discovery import (
 )
 from custom_components.printcam.families import FAMILIES, Family
 from custom_components.printcam.families.bambu import BambuFamily
-from custom_components.printcam.families.mjpeg import MjpegFamily
 from custom_components.printcam.sources.bambu_chamber import PrinterCertificate
 from printer_sim.bambu_server import BambuPrinter
 
@@ -1024,8 +1023,8 @@ async def test_setup_asks_every_family_and_survives_a_failing_one(
         started.append(self.kind)
 
     with (
+        patch.object(Family, "async_setup_discovery", starting),
         patch.object(BambuFamily, "async_setup_discovery", failing),
-        patch.object(MjpegFamily, "async_setup_discovery", starting),
     ):
         assert await async_setup_component(hass, DOMAIN, {})
     assert started == list(FAMILIES)

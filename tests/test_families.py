@@ -56,7 +56,7 @@ MJPEG = {
 
 
 def test_registry_in_menu_order() -> None:
-    assert list(FAMILIES) == ["bambu", "mjpeg"]
+    assert list(FAMILIES) == ["bambu", "octoprint", "moonraker", "mjpeg"]
     assert all(kind == family.kind for kind, family in FAMILIES.items())
     assert family_for(BAMBU) is FAMILIES["bambu"]
     assert family_for(MJPEG) is FAMILIES["mjpeg"]

@@ -9,7 +9,9 @@ and its `confirm_steps`; discovered printers are confirmed in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 import logging
 from typing import Any
@@ -29,7 +31,15 @@ import voluptuous as vol
 
 from .const import DOMAIN, VALIDATE_TIMEOUT
 from .data import PrintCamConfigEntry
-from .families import FAMILIES, ConfirmChange, Discovered, Family, FormError, family_for
+from .families import (
+    FAMILIES,
+    Checked,
+    ConfirmChange,
+    Discovered,
+    Family,
+    FormError,
+    family_for,
+)
 from .families.base import SOURCE_FORM_ERRORS
 
 # Re-exported: it was defined here and tests still import it from here.
@@ -46,11 +56,39 @@ async def _checked[T](check: Awaitable[T]) -> tuple[T | None, dict[str, str]]:
         return None, err.errors
     except SourceError as err:
         _LOGGER.debug("Checking the printer failed: %s", err)  # sources redact
-        reason = err.reason if err.reason in SOURCE_FORM_ERRORS else "cannot_connect"
-        return None, {"base": reason}
+        return None, {"base": _form_error(err)}
     except Exception:
         _LOGGER.exception("Unexpected error while checking the printer")
         return None, {"base": "unknown"}
+
+
+def _form_error(err: SourceError) -> str:
+    """Return the form's error key for a source error."""
+    return err.reason if err.reason in SOURCE_FORM_ERRORS else "cannot_connect"
+
+
+def _as_checked(result: dict[str, Any] | Checked) -> Checked:
+    return result if isinstance(result, Checked) else Checked(result)
+
+
+type Finish = Callable[
+    [dict[str, Any]], Awaitable[tuple[ConfigFlowResult | None, dict[str, str]]]
+]
+type ShowForm = Callable[[dict[str, str]], ConfigFlowResult]
+
+
+@dataclass(slots=True)
+class _Authorizing:
+    """A form waiting for the printer to grant a key (step ``authorize``)."""
+
+    family: Family
+    data: dict[str, Any]
+    finish: Finish
+    """Checks and stores the data with the key: the result, or form errors."""
+    show_form: ShowForm
+    """Shows the form the user came from, with errors."""
+    task: asyncio.Task[dict[str, Any]] | None = None
+    errors: dict[str, str] | None = None
 
 
 class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -61,6 +99,7 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
 
     _discovered: tuple[Family, Discovered]
     _change: ConfirmChange
+    _authorizing: _Authorizing | None = None
 
     def __init__(self) -> None:
         """Give every family of the registry its steps.
@@ -74,6 +113,12 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 f"reconfigure_{family.kind}": self._async_step_reconfigure,
                 **dict.fromkeys(family.confirm_steps, self._async_step_confirm),
             }
+            # A family's own texts for a discovered printer's form.
+            setattr(
+                self,
+                f"async_step_discovery_confirm_{family.kind}",
+                self.async_step_discovery_confirm,
+            )
             for step_id, step in steps.items():
                 setattr(self, f"async_step_{step_id}", partial(step, family))
 
@@ -107,13 +152,25 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             except FormError as err:
                 errors = err.errors
             else:
-                await self.async_set_unique_id(family.unique_id(draft.data))
-                self._abort_if_unique_id_configured()
-                data, errors = await _checked(
-                    family.async_check(self.hass, draft.data, VALIDATE_TIMEOUT)
-                )
-                if data is not None:
-                    return self.async_create_entry(title=draft.title, data=data)
+                if (unique_id := family.unique_id(draft.data)) is not None:
+                    await self.async_set_unique_id(unique_id)
+                    self._abort_if_unique_id_configured()
+                finish = partial(self._async_add_checked, family, draft.title)
+                if family.needs_authorization(draft.data):
+                    return await self._async_authorize(
+                        family, draft.data, finish, partial(self._add_form, family)
+                    )
+                result, errors = await finish(draft.data)
+                if result is not None:
+                    return result
+        return self._add_form(family, errors, user_input)
+
+    def _add_form(
+        self,
+        family: Family,
+        errors: dict[str, str],
+        user_input: Mapping[str, Any] | None = None,
+    ) -> ConfigFlowResult:
         return self.async_show_form(
             step_id=family.kind,
             data_schema=self.add_suggested_values_to_schema(
@@ -121,6 +178,82 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
             errors=errors,
         )
+
+    async def _async_add_checked(
+        self, family: Family, title: str, data: dict[str, Any]
+    ) -> tuple[ConfigFlowResult | None, dict[str, str]]:
+        """Check a new printer's data; create its entry, or return form errors."""
+        result, errors = await _checked(
+            family.async_check(self.hass, data, VALIDATE_TIMEOUT)
+        )
+        if result is None:
+            return None, errors
+        checked = _as_checked(result)
+        if checked.unique_id is not None:
+            await self.async_set_unique_id(checked.unique_id)
+            self._abort_if_unique_id_configured()
+        entry = self.async_create_entry(
+            title=checked.title or title,
+            data=checked.data,
+            description="webcams" if checked.summary else None,
+            description_placeholders=checked.summary,
+        )
+        return entry, {}
+
+    # --- a key the printer grants (OctoPrint's Application Keys) -------------------
+
+    async def _async_authorize(
+        self, family: Family, data: dict[str, Any], finish: Finish, show_form: ShowForm
+    ) -> ConfigFlowResult:
+        self._authorizing = _Authorizing(family, data, finish, show_form)
+        return await self.async_step_authorize()
+
+    async def async_step_authorize(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Wait while the user approves PrintCam's key request in the printer's UI."""
+        pending = self._authorizing
+        assert pending is not None  # noqa: S101 - only reached through _async_authorize
+        if pending.task is None:
+            pending.task = self.hass.async_create_task(
+                pending.family.async_authorize(self.hass, pending.data),
+                "printcam authorize",
+                eager_start=False,
+            )
+        if not pending.task.done():
+            return self.async_show_progress(
+                step_id="authorize",
+                progress_action="authorize",
+                progress_task=pending.task,
+                description_placeholders={"host": str(pending.data.get("host", ""))},
+            )
+        try:
+            pending.data = pending.task.result()
+        except SourceError as err:
+            _LOGGER.debug("No key granted: %s", err)
+            pending.errors = {"base": _form_error(err)}
+        except Exception:
+            _LOGGER.exception("Unexpected error while asking for a key")
+            pending.errors = {"base": "unknown"}
+        return self.async_show_progress_done(next_step_id="authorized")
+
+    async def async_step_authorized(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Go on with the granted key, or back to the form saying why not."""
+        pending = self._authorizing
+        assert pending is not None  # noqa: S101 - only reached after authorize
+        self._authorizing = None
+        if pending.errors:
+            return pending.show_form(pending.errors)
+        result, errors = await pending.finish(pending.data)
+        return result if result is not None else pending.show_form(errors)
+
+    @callback
+    def async_remove(self) -> None:
+        """Stop asking for a key when the flow goes away."""
+        if self._authorizing is not None and self._authorizing.task is not None:
+            self._authorizing.task.cancel()
 
     async def async_step_integration_discovery(
         self, discovery_info: DiscoveryInfoType
@@ -154,7 +287,17 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         sending a credential) and may abort: something else announced it.
         """
         await self.async_set_unique_id(found.unique_id)
-        self._abort_if_unique_id_configured(updates=found.updates)
+        updates = found.updates
+        entry = self.hass.config_entries.async_entry_for_domain_unique_id(
+            DOMAIN, found.unique_id
+        )
+        if entry is not None and not updates:
+            # A known printer announced elsewhere moves only once it proved
+            # to be the same printer there.
+            moved = await family.async_verify_move(self.hass, entry.data, found)
+            if moved is not None and moved != dict(entry.data):
+                updates = moved
+        self._abort_if_unique_id_configured(updates=updates)
         if found.abort_reason is None:
             found = await family.async_inspect_discovered(
                 self.hass, found, VALIDATE_TIMEOUT
@@ -177,13 +320,22 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             except FormError as err:
                 errors = err.errors
             else:
-                data, errors = await _checked(
-                    family.async_check(self.hass, draft.data, VALIDATE_TIMEOUT)
-                )
-                if data is not None:
-                    return self.async_create_entry(title=draft.title, data=data)
+                finish = partial(self._async_add_checked, family, draft.title)
+                if family.needs_authorization(draft.data):
+                    return await self._async_authorize(
+                        family, draft.data, finish, self._discovery_form
+                    )
+                result, errors = await finish(draft.data)
+                if result is not None:
+                    return result
+        return self._discovery_form(errors, user_input)
+
+    def _discovery_form(
+        self, errors: dict[str, str], user_input: Mapping[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        family, found = self._discovered
         return self.async_show_form(
-            step_id="discovery_confirm",
+            step_id=found.confirm_step,
             data_schema=self.add_suggested_values_to_schema(
                 family.discovery_schema(found), user_input
             ),
@@ -211,12 +363,23 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             except FormError as err:
                 errors = err.errors
             else:
-                await self._stop_stream(entry)
-                checked, errors = await _checked(
-                    family.async_check(self.hass, data, VALIDATE_TIMEOUT)
-                )
-                if checked is not None:
-                    return self.async_update_reload_and_abort(entry, data=checked)
+                finish = partial(self._async_update_checked, family, entry)
+                if family.needs_authorization(data):
+                    return await self._async_authorize(
+                        family, data, finish, partial(self._reauth_form, family)
+                    )
+                result, errors = await finish(data)
+                if result is not None:
+                    return result
+        return self._reauth_form(family, errors, user_input)
+
+    def _reauth_form(
+        self,
+        family: Family,
+        errors: dict[str, str],
+        user_input: Mapping[str, Any] | None = None,
+    ) -> ConfigFlowResult:
+        entry: PrintCamConfigEntry = self._get_reauth_entry()
         return self.async_show_form(
             step_id=f"reauth_{family.kind}",
             data_schema=self.add_suggested_values_to_schema(
@@ -225,6 +388,32 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
             description_placeholders={"name": entry.title},
         )
+
+    async def _async_update_checked(
+        self,
+        family: Family,
+        entry: PrintCamConfigEntry,
+        data: dict[str, Any],
+        check: Awaitable[dict[str, Any] | Checked | ConfirmChange] | None = None,
+    ) -> tuple[ConfigFlowResult | None, dict[str, str]]:
+        """Check an entry's new data (no second client: its stream stops first).
+
+        Stores it and reloads the entry, or returns the form's errors. A
+        printer that tells its identity must still be the entry's printer.
+        """
+        await self._stop_stream(entry)
+        result, errors = await _checked(
+            check or family.async_check(self.hass, data, VALIDATE_TIMEOUT)
+        )
+        if result is None:
+            return None, errors
+        if isinstance(result, ConfirmChange):
+            self._change = result
+            return await self._async_step_confirm(family), {}
+        checked = _as_checked(result)
+        if checked.unique_id is not None and checked.unique_id != entry.unique_id:
+            return self.async_abort(reason="unique_id_mismatch"), {}
+        return self.async_update_reload_and_abort(entry, data=checked.data), {}
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
@@ -245,19 +434,17 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             except FormError as err:
                 errors = err.errors
             else:
-                await self.async_set_unique_id(family.unique_id(data))
-                self._abort_if_unique_id_mismatch()
-                await self._stop_stream(entry)
-                checked, errors = await _checked(
-                    family.async_check_reconfigure(
-                        self.hass, entry.data, data, VALIDATE_TIMEOUT
-                    )
+                if (unique_id := family.unique_id(data)) is not None:
+                    await self.async_set_unique_id(unique_id)
+                    self._abort_if_unique_id_mismatch()
+                check = family.async_check_reconfigure(
+                    self.hass, entry.data, data, VALIDATE_TIMEOUT
                 )
-                if isinstance(checked, ConfirmChange):
-                    self._change = checked
-                    return await self._async_step_confirm(family)
-                if checked is not None:
-                    return self.async_update_reload_and_abort(entry, data=checked)
+                result, errors = await self._async_update_checked(
+                    family, entry, data, check
+                )
+                if result is not None:
+                    return result
         return self.async_show_form(
             step_id=f"reconfigure_{family.kind}",
             data_schema=self.add_suggested_values_to_schema(
@@ -276,12 +463,11 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         change = self._change
         errors: dict[str, str] = {}
         if user_input is not None:
-            await self._stop_stream(entry)
-            checked, errors = await _checked(
-                family.async_check(self.hass, change.data, VALIDATE_TIMEOUT)
+            result, errors = await self._async_update_checked(
+                family, entry, change.data
             )
-            if checked is not None:
-                return self.async_update_reload_and_abort(entry, data=checked)
+            if result is not None:
+                return result
         return self.async_show_form(
             step_id=change.step_id,
             data_schema=vol.Schema({}),

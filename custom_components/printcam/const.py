@@ -17,6 +17,14 @@ CONF_NAME: Final = "name"
 
 KIND_MJPEG: Final = "mjpeg"
 KIND_BAMBU: Final = "bambu"
+KIND_OCTOPRINT: Final = "octoprint"
+KIND_MOONRAKER: Final = "moonraker"
+
+# OctoPrint (KIND_OCTOPRINT) and Moonraker (KIND_MOONRAKER) entry data keys,
+# with CONF_HOST and CONF_PORT.
+CONF_SSL: Final = "ssl"
+CONF_PATH: Final = "path"
+CONF_API_KEY: Final = "api_key"
 
 # Options and their defaults.
 CONF_MAX_FPS: Final = "max_fps"

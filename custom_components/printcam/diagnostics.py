@@ -157,6 +157,11 @@ def _camera(entry: PrintCamConfigEntry, camera: CameraData) -> dict[str, Any]:
             "still_url": bool(entry.data.get(CONF_STILL_URL)),
             "last_error": last_error,
             **source.diagnostics(),
+            **(
+                {"transform": stream.transform.diagnostics()}
+                if stream.transform is not None
+                else {}
+            ),
             "recent_errors": [
                 {
                     "at": _timestamp(error.at),

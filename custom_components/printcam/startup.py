@@ -41,6 +41,7 @@ from .sources import (
     SourceTimeout,
 )
 from .stream import PrintCamStream, StreamOptions, StreamSnapshot, StreamState
+from .transform import FrameTransform
 
 if TYPE_CHECKING:
     from .data import PrintCamConfigEntry
@@ -105,11 +106,18 @@ async def _probe(ctx: SetupContext) -> None:
     entry, found = ctx.entry, ctx.found
     assert found is not None  # noqa: S101 - the build stage set it
     for spec in found.cameras:
+        transform = None
+        if spec.orientation is not None and not spec.orientation.identity:
+            # Loads libturbojpeg (or Pillow) the first time: not in the loop.
+            transform = await ctx.hass.async_add_executor_job(
+                FrameTransform, spec.orientation
+            )
         stream = PrintCamStream(
             _stream_key(ctx, spec.key),
             spec.source,
             StreamOptions.from_mapping(entry.options, spec.key),
             still_fetcher=spec.still_fetcher,
+            transform=transform,
         )
         ctx.cameras.append(CameraData(spec.key, spec.name, spec.source, stream))
     for spec, camera in zip(found.cameras, ctx.cameras, strict=True):

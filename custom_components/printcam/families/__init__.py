@@ -17,6 +17,7 @@ from .bambu import BambuFamily
 from .base import (
     Cameras,
     CameraSpec,
+    Checked,
     ConfirmChange,
     Discovered,
     Draft,
@@ -27,11 +28,15 @@ from .base import (
     StillFetcher,
 )
 from .mjpeg import MjpegFamily
+from .moonraker import MoonrakerFamily
+from .octoprint import OctoPrintFamily
 
 FAMILIES: Final[dict[str, Family]] = {
     family.kind: family
     for family in (
         BambuFamily(),
+        OctoPrintFamily(),
+        MoonrakerFamily(),
         MjpegFamily(),
     )
 }
@@ -50,6 +55,7 @@ __all__ = [
     "FAMILIES",
     "CameraSpec",
     "Cameras",
+    "Checked",
     "ConfirmChange",
     "Discovered",
     "Draft",

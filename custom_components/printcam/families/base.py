@@ -41,6 +41,7 @@ from custom_components.printcam.const import (
     DEFAULT_STILL_HOLD_S,
 )
 from custom_components.printcam.sources import FrameSource
+from custom_components.printcam.transform import Orientation
 
 type StillFetcher = Callable[[], Awaitable[bytes]]
 
@@ -56,6 +57,10 @@ SOURCE_FORM_ERRORS: Final = frozenset(
         "invalid_serial",
         "cert_mismatch",
         "liveview_disabled",
+        "no_mjpeg_webcam",
+        "webcam_permission",
+        "authorization_denied",
+        "app_keys_unsupported",
     }
 )
 """`SourceError` reasons a form shows as they are; any other is cannot_connect."""
@@ -119,6 +124,8 @@ class CameraSpec:
     """The camera's own name (a webcam's), None for the entry's only camera."""
     source: FrameSource
     still_fetcher: StillFetcher | None = None
+    orientation: Orientation | None = None
+    """The flip and rotation the printer's settings give this webcam."""
     probe: bool = True
     """Open the first connection during setup and fail setup when it fails.
     False where the printer's API already proved it is there: one webcam
@@ -155,6 +162,20 @@ class Draft:
 
 
 @dataclass(frozen=True, slots=True)
+class Checked:
+    """What a check learnt beyond the data to store (printer-host families)."""
+
+    data: dict[str, Any]
+    unique_id: str | None = None
+    """The printer's identity, when only the printer can tell it (its uuid)."""
+    title: str | None = None
+    """The printer's own name, when it has one."""
+    summary: dict[str, str] | None = None
+    """Placeholders of the ``webcams`` message shown once the entry is made:
+    ``cameras`` (what became a camera) and ``skipped`` (what not, and why)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConfirmChange:
     """Reconfigure found a change the user has to accept before it is stored.
 
@@ -182,6 +203,8 @@ class Discovered:
     """Stored in the printer's entry when it is already configured."""
     abort_reason: str | None = None
     """Set when the printer is known but cannot be added."""
+    confirm_step: str = "discovery_confirm"
+    """The form that asks what discovery could not tell (its texts)."""
 
 
 class Family(ABC):
@@ -202,8 +225,12 @@ class Family(ABC):
         """Raise InvalidConfig when the entry's data is unusable."""
 
     @abstractmethod
-    def unique_id(self, data: Mapping[str, Any]) -> str:
-        """Return the printer's identity, the entry's unique id."""
+    def unique_id(self, data: Mapping[str, Any]) -> str | None:
+        """Return the printer's identity, the entry's unique id.
+
+        None when only the printer can tell it: the check's `Checked`
+        carries it then.
+        """
 
     @abstractmethod
     def create_source(
@@ -297,8 +324,38 @@ class Family(ABC):
         hass: HomeAssistant,
         data: Mapping[str, Any],
         timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> dict[str, Any] | Checked:
+        """Fetch one frame (or ask the printer's API) with `data`.
+
+        Returns the data to store, or a `Checked` with what else was learnt.
+        """
+
+    def needs_authorization(self, data: Mapping[str, Any]) -> bool:
+        """Return True when `data` lacks a key the printer can grant (appkeys)."""
+        return False
+
+    async def async_authorize(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Fetch one frame with `data`; return the data to store."""
+        """Ask the printer for a key the user approves there; return the data with it.
+
+        Runs as the flow's progress step ``authorize`` while the user
+        decides (raises `SourceError`: ``authorization_denied``, ...).
+        """
+        raise NotImplementedError
+
+    async def async_verify_move(
+        self,
+        hass: HomeAssistant,
+        data: Mapping[str, Any],
+        discovered: Discovered,
+    ) -> dict[str, Any] | None:
+        """Return the entry's data at a discovered new address, if proven the same.
+
+        Called when a configured printer is announced elsewhere. The default
+        moves nothing (a family that can prove identity overrides it).
+        """
+        return None
 
     async def async_check_reconfigure(
         self,
@@ -306,7 +363,7 @@ class Family(ABC):
         old: Mapping[str, Any],
         new: Mapping[str, Any],
         timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
-    ) -> dict[str, Any] | ConfirmChange:
+    ) -> dict[str, Any] | Checked | ConfirmChange:
         """Check reconfigured data; or ask the user to confirm a change first."""
         return await self.async_check(hass, new, timeout)
 

@@ -1,0 +1,372 @@
+"""Klipper printers: the webcams Moonraker lists, one camera each.
+
+Entry data: ``{"kind": "moonraker", "host", "port", "ssl", "api_key"}``
+(``api_key`` empty for a client Moonraker trusts). The unique id is the
+instance uuid its zeroconf announcement carries, read through the API
+(``GET /server/database/item?namespace=moonraker&key=instance_id``).
+
+Webcams: ``GET /server/webcams/list`` -> ``result.webcams[]``, each with
+``uid`` (the camera's stable key), ``name``, ``enabled``, ``service``,
+``stream_url``, ``snapshot_url``, ``flip_horizontal``, ``flip_vertical``
+and ``rotation`` (clockwise). Relative URLs mean the printer's host on port
+80, where Mainsail or Fluidd serve them (not Moonraker's own port). WebRTC,
+HLS and iframe services are listed as not shown. A printer whose list is
+empty (Creality K1, some Qidi) gets one camera at ``:8080/?action=stream``
+when that answers with MJPEG.
+
+Zeroconf: ``_moonraker._tcp.local.`` with TXT ``uuid`` and ``version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+import logging
+from typing import Any, Final
+
+from homeassistant.config_entries import SOURCE_ZEROCONF
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+)
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+import voluptuous as vol
+import yarl
+
+from custom_components.printcam.const import (
+    CONF_API_KEY,
+    CONF_HOST,
+    CONF_KIND,
+    CONF_PORT,
+    CONF_SSL,
+    KIND_MOONRAKER,
+)
+from custom_components.printcam.discovery import valid_host
+from custom_components.printcam.sources import FrameSource, ProtocolError, SourceError
+from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
+from custom_components.printcam.transform import Orientation
+
+from .base import (
+    PASSWORD,
+    TEXT,
+    Cameras,
+    Checked,
+    Discovered,
+    Draft,
+    Family,
+    FormError,
+    InvalidConfig,
+)
+from .webcams import (
+    HttpError,
+    Webcam,
+    api_json,
+    base_url,
+    cameras_for,
+    no_mjpeg_message,
+    resolve_url,
+    signature,
+    summary,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 7125
+WEB_PORT: Final = 80
+"""Where relative webcam URLs point: Mainsail's or Fluidd's web server."""
+FALLBACK_STREAM: Final = ":8080/?action=stream"
+FALLBACK_TIMEOUT: Final = 5.0
+ZEROCONF_TYPE: Final = "_moonraker._tcp.local."
+
+_PORT = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+_SERVER_FIELDS: Final[dict[vol.Marker, Any]] = {
+    vol.Required(CONF_HOST): TEXT,
+    vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT,
+    vol.Required(CONF_SSL, default=False): BooleanSelector(),
+}
+_KEY_SCHEMA: Final = vol.Schema({vol.Optional(CONF_API_KEY): PASSWORD})
+
+
+class NoMjpegWebcam(SourceError):
+    """The printer lists no webcam PrintCam can show, and :8080 has none."""
+
+    reason = "no_mjpeg_webcam"
+
+
+def server_url(data: Mapping[str, Any]) -> yarl.URL:
+    """Return Moonraker's base URL from entry data."""
+    return base_url(data[CONF_HOST], int(data[CONF_PORT]), bool(data.get(CONF_SSL)))
+
+
+def web_url(host: str) -> yarl.URL:
+    """Return the base relative webcam URLs mean: the host on port 80."""
+    return base_url(host, WEB_PORT, False)
+
+
+def _rotation(value: object) -> int:
+    try:
+        rotation = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+    return rotation if rotation in (0, 90, 180, 270) else 0
+
+
+def parse_webcams(answer: object, host: str) -> list[Webcam]:
+    """Return the webcams of ``GET /server/webcams/list``."""
+    result = answer.get("result") if isinstance(answer, Mapping) else None
+    listed = result.get("webcams") if isinstance(result, Mapping) else None
+    if not isinstance(listed, list):
+        raise ProtocolError("/server/webcams/list has no webcams list")
+    base = web_url(host)
+    webcams = []
+    for item in listed:
+        if not isinstance(item, Mapping) or not (item.get("uid") or item.get("name")):
+            continue
+        name = str(item.get("name") or item.get("uid"))
+        webcams.append(
+            Webcam(
+                key=str(item.get("uid") or name),
+                name=name,
+                stream_url=resolve_url(str(item.get("stream_url") or ""), base, host),
+                snapshot_url=resolve_url(
+                    str(item.get("snapshot_url") or ""), base, host
+                ),
+                service=str(item.get("service") or ""),
+                enabled=bool(item.get("enabled", True)),
+                orientation=Orientation.from_moonraker(
+                    bool(item.get("flip_horizontal")),
+                    bool(item.get("flip_vertical")),
+                    _rotation(item.get("rotation")),
+                ),
+            )
+        )
+    return webcams
+
+
+def fallback_webcam(host: str) -> Webcam:
+    """Return the webcam a printer with an empty list may still serve."""
+    url = yarl.URL.build(scheme="http", host=host, port=8080, path="/")
+    return Webcam(
+        key="default",
+        name="Webcam",
+        stream_url=str(url.with_query("action=stream")),
+        snapshot_url=str(url.with_query("action=snapshot")),
+        service="mjpegstreamer",
+    )
+
+
+def _address_id(data: Mapping[str, Any]) -> str:
+    return str(server_url(data)).lower()
+
+
+class MoonrakerFamily(Family):
+    """A Klipper printer's Moonraker: every MJPEG webcam it lists."""
+
+    kind = KIND_MOONRAKER
+    user_schema = vol.Schema({**_SERVER_FIELDS, vol.Optional(CONF_API_KEY): PASSWORD})
+    reauth_schema = _KEY_SCHEMA
+    reconfigure_schema = vol.Schema(_SERVER_FIELDS)
+
+    # --- the entry
+
+    def validate_data(self, data: Mapping[str, Any]) -> None:
+        """Refuse data without an address or a port."""
+        if not isinstance(data.get(CONF_HOST), str) or not data[CONF_HOST]:
+            raise InvalidConfig("host is missing")
+        port = data.get(CONF_PORT)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise InvalidConfig("the port is not a TCP port number")
+
+    def unique_id(self, data: Mapping[str, Any]) -> str | None:
+        """Return None: the server tells its uuid (`async_check`)."""
+        return None
+
+    def create_source(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> FrameSource:
+        """Not used: every camera comes from `async_cameras`."""
+        raise NotImplementedError
+
+    async def async_cameras(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> Cameras:
+        """Read the webcams from the API: one camera per MJPEG webcam."""
+        return cameras_for(hass, await self._async_webcams(hass, data))
+
+    async def async_cameras_signature(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> str | None:
+        """Return what the API lists now (an hourly check compares it)."""
+        return signature(await self._async_webcams(hass, data))
+
+    async def _async_webcams(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> list[Webcam]:
+        answer = await api_json(
+            hass, server_url(data) / "server/webcams/list", data.get(CONF_API_KEY)
+        )
+        webcams = parse_webcams(answer, data[CONF_HOST])
+        if not webcams and await _serves_mjpeg(hass, fallback_webcam(data[CONF_HOST])):
+            return [fallback_webcam(data[CONF_HOST])]
+        return webcams
+
+    def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
+        """Return Klipper, configured at its web interface (port 80)."""
+        return DeviceInfo(
+            manufacturer="Klipper",
+            model="Moonraker",
+            configuration_url=str(web_url(data[CONF_HOST])),
+        )
+
+    # --- the forms
+
+    def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
+        """Return the server's data (the key may stay empty: trusted client)."""
+        data = self._server_data(user_input)
+        data[CONF_API_KEY] = str(user_input.get(CONF_API_KEY) or "").strip()
+        return Draft(title=f"Klipper {data[CONF_HOST]}", data=data)
+
+    @staticmethod
+    def _server_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
+        if (host := valid_host(str(user_input[CONF_HOST]))) is None:
+            raise FormError({CONF_HOST: "invalid_host"})
+        return {
+            CONF_KIND: KIND_MOONRAKER,
+            CONF_HOST: host,
+            CONF_PORT: int(user_input[CONF_PORT]),
+            CONF_SSL: bool(user_input[CONF_SSL]),
+        }
+
+    def parse_reauth(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the data with the new key."""
+        return {**data, CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip()}
+
+    def parse_reconfigure(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the data at the new address, with the stored key."""
+        return {
+            **self._server_data(user_input),
+            CONF_API_KEY: data.get(CONF_API_KEY, ""),
+        }
+
+    def reconfigure_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Start with the stored address."""
+        return {key: data[key] for key in (CONF_HOST, CONF_PORT, CONF_SSL)}
+
+    # --- checking
+
+    async def async_check(
+        self,
+        hass: HomeAssistant,
+        data: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> Checked:
+        """Read the webcams (with the key, if any) and the instance uuid."""
+        async with asyncio.timeout(timeout):
+            found = cameras_for(hass, await self._async_webcams(hass, data))
+            try:
+                uuid = await _async_uuid(hass, data)
+            except (HttpError, ProtocolError) as err:  # database component off
+                _LOGGER.debug("%s tells no uuid: %s", data[CONF_HOST], err)
+                uuid = None
+        if not found.cameras:
+            raise NoMjpegWebcam(no_mjpeg_message(found))
+        return Checked(
+            dict(data),
+            unique_id=uuid or _address_id(data),
+            summary=summary(found),
+        )
+
+    # --- zeroconf
+
+    def discovered(self, source: str, info: object) -> Discovered | None:
+        """Describe a Moonraker announced over zeroconf (uuid, port)."""
+        if source != SOURCE_ZEROCONF or not isinstance(info, ZeroconfServiceInfo):
+            return None
+        if info.type != ZEROCONF_TYPE:
+            return None
+        uuid = str(info.properties.get("uuid") or "").lower()
+        if not uuid:
+            return None
+        host = str(info.ip_address)
+        title = f"Klipper {info.hostname.removesuffix('.local.') or host}"
+        return Discovered(
+            unique_id=uuid,
+            title=title,
+            data={
+                CONF_KIND: KIND_MOONRAKER,
+                CONF_HOST: host,
+                CONF_PORT: int(info.port or DEFAULT_PORT),
+                CONF_SSL: False,
+            },
+            placeholders={"name": title, "host": f"{host}:{info.port}"},
+            confirm_step="discovery_confirm_moonraker",
+        )
+
+    async def async_verify_move(
+        self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
+    ) -> dict[str, Any] | None:
+        """Move the entry only when the new address tells the same uuid."""
+        moved = {**data, **{k: v for k, v in discovered.data.items() if k != CONF_KIND}}
+        if moved == dict(data):
+            return None
+        try:
+            uuid = await _async_uuid(hass, moved)
+        except SourceError as err:
+            _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
+            return None
+        if uuid != discovered.unique_id:
+            _LOGGER.warning(
+                "Ignoring the announcement of Moonraker %s at %s: the server "
+                "there does not prove to be it",
+                discovered.unique_id,
+                discovered.data[CONF_HOST],
+            )
+            return None
+        return moved
+
+    def discovery_schema(self, discovered: Discovered) -> vol.Schema:
+        """Ask only for the key (empty for a trusted client)."""
+        return _KEY_SCHEMA
+
+    def parse_discovery(
+        self, discovered: Discovered, user_input: Mapping[str, Any]
+    ) -> Draft:
+        """Return the announced server's data with the key entered."""
+        data = {
+            **discovered.data,
+            CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip(),
+        }
+        return Draft(title=discovered.title, data=data)
+
+
+async def _async_uuid(hass: HomeAssistant, data: Mapping[str, Any]) -> str | None:
+    """Return the instance uuid (what zeroconf's TXT ``uuid`` carries)."""
+    url = (server_url(data) / "server/database/item").with_query(
+        namespace="moonraker", key="instance_id"
+    )
+    answer = await api_json(hass, url, data.get(CONF_API_KEY))
+    result = answer.get("result") if isinstance(answer, Mapping) else None
+    value = result.get("value") if isinstance(result, Mapping) else None
+    return str(value).lower() if value else None
+
+
+async def _serves_mjpeg(hass: HomeAssistant, webcam: Webcam) -> bool:
+    """Return True when the webcam's stream URL gives an MJPEG frame."""
+    source = MjpegHttpSource(async_get_clientsession(hass), webcam.stream_url)
+    try:
+        await source.fetch_frame(FALLBACK_TIMEOUT)
+    except SourceError as err:
+        _LOGGER.debug("No MJPEG at %s: %s", webcam.stream_url, err)
+        return False
+    return True

@@ -1,0 +1,475 @@
+"""OctoPrint: the printer's webcams read from its API, one camera each.
+
+Entry data: ``{"kind": "octoprint", "host", "port", "ssl", "path",
+"api_key"}`` (``path`` is "/" unless OctoPrint runs under a prefix). The
+unique id is the server's uuid (the one its zeroconf announcement carries:
+the discovery plugin's ``upnpUuid``), read through the API when the user
+adds it by hand; an OctoPrint that does not reveal it (discovery plugin
+disabled) is identified by its address instead.
+
+Webcams: ``GET /api/settings`` -> ``webcam.webcams[]`` (OctoPrint 1.9+: one
+per webcam provider plugin's webcam, each with ``compat.stream`` /
+``compat.snapshot``, ``flipH``, ``flipV``, ``rotate90`` counter-clockwise),
+else the legacy single webcam (``webcam.streamUrl`` ...). Relative stream
+URLs (OctoPi's ``/webcam/?action=stream``) are resolved against OctoPrint's
+base URL; loopback snapshot URLs (OctoPi's ``http://127.0.0.1:8080/...``)
+point at the printer's host instead. ``webcamEnabled: false`` lists them as
+disabled. An API key whose user lacks the WEBCAM permission gets no
+``webcam`` section: that is the form's ``webcam_permission`` error.
+
+No key? The Application Keys workflow asks OctoPrint for one: the user
+approves "PrintCam" in OctoPrint's UI (`async_authorize`).
+
+Zeroconf: ``_octoprint._tcp.local.`` with TXT ``path``, ``version``, ``uuid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+import logging
+import re
+from typing import Any, Final
+
+from homeassistant.config_entries import SOURCE_ZEROCONF
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+)
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+import voluptuous as vol
+import yarl
+
+from custom_components.printcam.const import (
+    CONF_API_KEY,
+    CONF_HOST,
+    CONF_KIND,
+    CONF_PATH,
+    CONF_PORT,
+    CONF_SSL,
+    KIND_OCTOPRINT,
+)
+from custom_components.printcam.discovery import valid_host
+from custom_components.printcam.sources import (
+    FrameSource,
+    InvalidAuth,
+    ProtocolError,
+    SourceError,
+)
+from custom_components.printcam.transform import Orientation
+
+from .base import (
+    PASSWORD,
+    TEXT,
+    Cameras,
+    Checked,
+    Discovered,
+    Draft,
+    Family,
+    FormError,
+    InvalidConfig,
+)
+from .webcams import (
+    HttpError,
+    Webcam,
+    api_json,
+    api_text,
+    base_url,
+    cameras_for,
+    no_mjpeg_message,
+    resolve_url,
+    signature,
+    summary,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 80
+APP_NAME: Final = "PrintCam (Home Assistant)"
+"""How the key request shows in OctoPrint's Application Keys dialog."""
+AUTHORIZE_TIMEOUT: Final = 300.0
+"""How long the user has to approve the key request in OctoPrint."""
+POLL_INTERVAL: Final = 1.0
+"""OctoPrint forgets a request not polled for 5 s."""
+ZEROCONF_TYPE: Final = "_octoprint._tcp.local."
+_UUID_XML: Final = re.compile(r"<UDN>\s*uuid:([0-9A-Fa-f-]{8,64})\s*</UDN>")
+
+_PORT = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+_SERVER_FIELDS: Final[dict[vol.Marker, Any]] = {
+    vol.Required(CONF_HOST): TEXT,
+    vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT,
+    vol.Required(CONF_SSL, default=False): BooleanSelector(),
+    vol.Required(CONF_PATH, default="/"): TEXT,
+}
+_KEY_SCHEMA: Final = vol.Schema({vol.Optional(CONF_API_KEY): PASSWORD})
+
+
+class WebcamPermission(SourceError):
+    """The API key's user may not see the webcams (no WEBCAM permission)."""
+
+    reason = "webcam_permission"
+    permanent = True
+
+
+class NoMjpegWebcam(SourceError):
+    """The printer lists no webcam PrintCam can show."""
+
+    reason = "no_mjpeg_webcam"
+
+
+class AuthorizationDenied(SourceError):
+    """The user denied the key request in OctoPrint, or it expired."""
+
+    reason = "authorization_denied"
+
+
+class AppKeysUnsupported(SourceError):
+    """The OctoPrint cannot grant keys (Application Keys plugin off)."""
+
+    reason = "app_keys_unsupported"
+
+
+def normalize_path(value: str) -> str:
+    """Return OctoPrint's path prefix as ``/`` or ``/prefix/``."""
+    parts = [part for part in value.strip().split("/") if part]
+    return "/" + "".join(f"{part}/" for part in parts)
+
+
+def server_url(data: Mapping[str, Any]) -> yarl.URL:
+    """Return OctoPrint's base URL from entry data."""
+    return base_url(
+        data[CONF_HOST],
+        int(data[CONF_PORT]),
+        bool(data[CONF_SSL]),
+        data.get(CONF_PATH, "/"),
+    )
+
+
+def parse_webcams(settings: Mapping[str, Any], base: yarl.URL) -> list[Webcam]:
+    """Return the webcams of ``GET /api/settings``; raise if it has none visible."""
+    section = settings.get("webcam")
+    if not isinstance(section, Mapping) or not section:
+        raise WebcamPermission("the API key's user may not see the webcams")
+    enabled = bool(section.get("webcamEnabled", True))
+    host = base.host or ""
+    listed = section.get("webcams")
+    webcams: list[Webcam] = []
+    if isinstance(listed, list):
+        for item in listed:
+            if not isinstance(item, Mapping) or not item.get("name"):
+                continue
+            compat = item.get("compat")
+            compat = compat if isinstance(compat, Mapping) else {}
+            webcams.append(
+                Webcam(
+                    key=str(item["name"]),
+                    name=str(item.get("displayName") or item["name"]),
+                    stream_url=resolve_url(str(compat.get("stream") or ""), base, host),
+                    snapshot_url=resolve_url(
+                        str(compat.get("snapshot") or ""), base, host
+                    ),
+                    service=str(item.get("provider") or ""),
+                    enabled=enabled,
+                    orientation=Orientation.from_octoprint(
+                        bool(item.get("flipH")),
+                        bool(item.get("flipV")),
+                        bool(item.get("rotate90")),
+                    ),
+                )
+            )
+        return webcams
+    # OctoPrint before 1.9: one webcam, at the top of the section.
+    return [
+        Webcam(
+            key="classic",
+            name="Webcam",
+            stream_url=resolve_url(str(section.get("streamUrl") or ""), base, host),
+            snapshot_url=resolve_url(str(section.get("snapshotUrl") or ""), base, host),
+            enabled=enabled,
+            orientation=Orientation.from_octoprint(
+                bool(section.get("flipH")),
+                bool(section.get("flipV")),
+                bool(section.get("rotate90")),
+            ),
+        )
+    ]
+
+
+def _address_id(data: Mapping[str, Any]) -> str:
+    """Return the identity of an OctoPrint that does not tell its uuid."""
+    return str(server_url(data)).lower()
+
+
+class OctoPrintFamily(Family):
+    """An OctoPrint server: every MJPEG webcam it lists."""
+
+    kind = KIND_OCTOPRINT
+    user_schema = vol.Schema({**_SERVER_FIELDS, vol.Optional(CONF_API_KEY): PASSWORD})
+    reauth_schema = _KEY_SCHEMA
+    reconfigure_schema = vol.Schema(_SERVER_FIELDS)
+
+    # --- the entry
+
+    def validate_data(self, data: Mapping[str, Any]) -> None:
+        """Refuse data without an address, a port or a key."""
+        if not isinstance(data.get(CONF_HOST), str) or not data[CONF_HOST]:
+            raise InvalidConfig("host is missing")
+        port = data.get(CONF_PORT)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise InvalidConfig("the port is not a TCP port number")
+        if not isinstance(data.get(CONF_API_KEY), str) or not data[CONF_API_KEY]:
+            raise InvalidConfig("api_key is missing")
+
+    def unique_id(self, data: Mapping[str, Any]) -> str | None:
+        """Return None: the server tells its uuid (`async_check`)."""
+        return None
+
+    def create_source(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> FrameSource:
+        """Not used: every camera comes from `async_cameras`."""
+        raise NotImplementedError
+
+    async def async_cameras(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> Cameras:
+        """Read the webcams from the API: one camera per MJPEG webcam."""
+        return cameras_for(hass, await self._async_webcams(hass, data))
+
+    async def async_cameras_signature(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> str | None:
+        """Return what the API lists now (an hourly check compares it)."""
+        return signature(await self._async_webcams(hass, data))
+
+    async def _async_webcams(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> list[Webcam]:
+        base = server_url(data)
+        settings = await api_json(hass, base / "api/settings", data[CONF_API_KEY])
+        if not isinstance(settings, Mapping):
+            raise ProtocolError("/api/settings is not a JSON object")
+        return parse_webcams(settings, base)
+
+    def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
+        """Return OctoPrint, configured at its web interface."""
+        return DeviceInfo(
+            manufacturer="OctoPrint",
+            model="OctoPrint",
+            configuration_url=str(server_url(data)),
+        )
+
+    # --- the forms
+
+    def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
+        """Return the server's data (an empty key: ask OctoPrint for one)."""
+        data = self._server_data(user_input)
+        data[CONF_API_KEY] = str(user_input.get(CONF_API_KEY) or "").strip()
+        return Draft(title=f"OctoPrint {data[CONF_HOST]}", data=data)
+
+    @staticmethod
+    def _server_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
+        if (host := valid_host(str(user_input[CONF_HOST]))) is None:
+            raise FormError({CONF_HOST: "invalid_host"})
+        return {
+            CONF_KIND: KIND_OCTOPRINT,
+            CONF_HOST: host,
+            CONF_PORT: int(user_input[CONF_PORT]),
+            CONF_SSL: bool(user_input[CONF_SSL]),
+            CONF_PATH: normalize_path(str(user_input.get(CONF_PATH) or "/")),
+        }
+
+    def parse_reauth(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the data with the new key (empty: ask OctoPrint for one)."""
+        return {**data, CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip()}
+
+    def parse_reconfigure(
+        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the data at the new address, with the stored key."""
+        return {**self._server_data(user_input), CONF_API_KEY: data[CONF_API_KEY]}
+
+    def reconfigure_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Start with the stored address."""
+        return {key: data[key] for key in (CONF_HOST, CONF_PORT, CONF_SSL, CONF_PATH)}
+
+    # --- checking
+
+    async def async_check(
+        self,
+        hass: HomeAssistant,
+        data: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
+    ) -> Checked:
+        """Read the webcams with the key; learn the uuid and the printer's name.
+
+        At least one webcam must be MJPEG; the summary names each webcam
+        and what became of it.
+        """
+        async with asyncio.timeout(timeout):
+            base = server_url(data)
+            settings = await api_json(hass, base / "api/settings", data[CONF_API_KEY])
+            if not isinstance(settings, Mapping):
+                raise ProtocolError("/api/settings is not a JSON object")
+            found = cameras_for(hass, parse_webcams(settings, base))
+            unique_id = await self._async_uuid(hass, base, settings) or _address_id(
+                data
+            )
+        if not found.cameras:
+            raise NoMjpegWebcam(no_mjpeg_message(found))
+        appearance = settings.get("appearance")
+        name = appearance.get("name") if isinstance(appearance, Mapping) else None
+        return Checked(
+            dict(data),
+            unique_id=unique_id,
+            title=f"OctoPrint {name}" if name else None,
+            summary=summary(found),
+        )
+
+    async def _async_uuid(
+        self, hass: HomeAssistant, base: yarl.URL, settings: Mapping[str, Any]
+    ) -> str | None:
+        """Return the uuid the server's zeroconf announcement carries, if it tells."""
+        plugins = settings.get("plugins")
+        if isinstance(plugins, Mapping):
+            discovery = plugins.get("discovery")
+            if isinstance(discovery, Mapping) and discovery.get("upnpUuid"):
+                return str(discovery["upnpUuid"]).lower()
+        try:
+            xml = await api_text(hass, base / "plugin/discovery/discovery.xml")
+        except SourceError as err:
+            _LOGGER.debug("%s tells no uuid: %s", base.host, err)
+            return None
+        match = _UUID_XML.search(xml)
+        return match.group(1).lower() if match else None
+
+    # --- a key granted in OctoPrint's UI
+
+    def needs_authorization(self, data: Mapping[str, Any]) -> bool:
+        """Return True when no key was entered."""
+        return not data.get(CONF_API_KEY)
+
+    async def async_authorize(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Request a key through Application Keys; wait for the user's decision."""
+        base = server_url(data)
+        try:
+            await api_json(hass, base / "plugin/appkeys/probe", None)
+        except HttpError as err:
+            if err.status == 404:
+                raise AppKeysUnsupported("the Application Keys plugin is off") from None
+            raise
+        request = await api_json(
+            hass,
+            base / "plugin/appkeys/request",
+            None,
+            method="POST",
+            payload={"app": APP_NAME},
+        )
+        token = request.get("app_token") if isinstance(request, Mapping) else None
+        if not token:
+            raise ProtocolError("no app_token in the key request's answer")
+        poll = base / "plugin/appkeys/request" / str(token)
+        async with asyncio.timeout(AUTHORIZE_TIMEOUT):
+            while True:
+                try:
+                    answer = await api_json(hass, poll, None)
+                except HttpError as err:
+                    if err.status == 404:
+                        raise AuthorizationDenied(
+                            "denied in OctoPrint, or expired"
+                        ) from None
+                    raise
+                if isinstance(answer, Mapping) and answer.get("api_key"):
+                    return {**data, CONF_API_KEY: str(answer["api_key"])}
+                await asyncio.sleep(POLL_INTERVAL)
+
+    # --- zeroconf
+
+    def discovered(self, source: str, info: object) -> Discovered | None:
+        """Describe an OctoPrint announced over zeroconf (uuid, path, port)."""
+        if source != SOURCE_ZEROCONF or not isinstance(info, ZeroconfServiceInfo):
+            return None
+        if info.type != ZEROCONF_TYPE:
+            return None
+        uuid = str(info.properties.get("uuid") or "").lower()
+        if not uuid:
+            return None
+        host = str(info.ip_address)
+        path = normalize_path(str(info.properties.get("path") or "/"))
+        title = f"OctoPrint {info.hostname.removesuffix('.local.') or host}"
+        return Discovered(
+            unique_id=uuid,
+            title=title,
+            data={
+                CONF_KIND: KIND_OCTOPRINT,
+                CONF_HOST: host,
+                CONF_PORT: int(info.port or DEFAULT_PORT),
+                CONF_SSL: False,
+                CONF_PATH: path,
+            },
+            placeholders={"name": title, "host": f"{host}:{info.port}"},
+            confirm_step="discovery_confirm_octoprint",
+        )
+
+    async def async_verify_move(
+        self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
+    ) -> dict[str, Any] | None:
+        """Move the entry only when the new address tells the same uuid."""
+        moved = {**data, **{k: v for k, v in discovered.data.items() if k != CONF_KIND}}
+        if moved == dict(data):
+            return None
+        try:
+            uuid = await self._async_uuid(
+                hass,
+                server_url(moved),
+                await _settings_or_empty(hass, moved),
+            )
+        except SourceError as err:
+            _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
+            return None
+        if uuid != discovered.unique_id:
+            _LOGGER.warning(
+                "Ignoring the announcement of OctoPrint %s at %s: the server "
+                "there does not prove to be it",
+                discovered.unique_id,
+                discovered.data[CONF_HOST],
+            )
+            return None
+        return moved
+
+    def discovery_schema(self, discovered: Discovered) -> vol.Schema:
+        """Ask only for the key (empty: ask OctoPrint for one)."""
+        return _KEY_SCHEMA
+
+    def parse_discovery(
+        self, discovered: Discovered, user_input: Mapping[str, Any]
+    ) -> Draft:
+        """Return the announced server's data with the key entered."""
+        data = {
+            **discovered.data,
+            CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip(),
+        }
+        return Draft(title=discovered.title, data=data)
+
+
+async def _settings_or_empty(
+    hass: HomeAssistant, data: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Return ``/api/settings`` with the entry's key (for a uuid), {} if refused."""
+    try:
+        settings = await api_json(
+            hass, server_url(data) / "api/settings", data[CONF_API_KEY]
+        )
+    except InvalidAuth:
+        return {}
+    return settings if isinstance(settings, Mapping) else {}
