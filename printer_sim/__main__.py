@@ -22,6 +22,14 @@ Starts three printer cameras on 127.0.0.1, all 1280x720:
 The first two show the moving test pattern of `printer_sim.pattern`, the
 X1C GStreamer's moving colour bars.
 
+With ``--octoprint``, a fourth: a real OctoPrint 1.11 (from
+``.venv-octoprint``, which ``scripts/setup`` makes; `OctoPrintServer`, kept
+off the network) whose classic webcam is another MJPEG camera of the
+pattern (``--octoprint-camera-port``), on ``--octoprint-port`` with the API
+key ``--octoprint-api-key`` and the uuid ``--octoprint-uuid`` (both new
+when not given). Without that virtualenv it is left out and the ready JSON
+says why (``"octoprint_unavailable"``).
+
 Like real printers, each serves one client at a time (``--max-clients``):
 the MJPEG camera answers a second concurrent stream with 503, the Bambu
 camera hangs up on a connection over the limit right after the TLS
@@ -33,7 +41,9 @@ Once both listen it prints one JSON line such as::
     {"mjpeg": {"url": ..., "still_url": ..., "status_url": ..., "port": N},
      "bambu": {"host": ..., "port": N, "serial": ..., "access_code": ...,
                "status_url": ..., "status_port": N, "cert_sha256": ...},
-     "x1c": {... the same keys as "bambu" ..., "model": "X1C"}}
+     "x1c": {... the same keys as "bambu" ..., "model": "X1C"},
+     "octoprint": {"host", "port", "api_key", "uuid", "url",
+                   "camera_url", "camera_status_url", "camera_port"}}
 
 (also written to ``--status-file`` when given). Closes every connection
 cleanly on SIGINT/SIGTERM.
@@ -63,6 +73,7 @@ from cryptography.x509.oid import NameOID
 from .bambu_server import BambuPrinter
 from .certs import Certificate, make_certificate
 from .mjpeg_server import MjpegPrinter
+from .octoprint_server import ClassicWebcam, OctoPrintServer, octoprint_available
 from .pattern import FPS, pattern_frame, warm_up
 from .rtsps import RtspsPrinter, rtsps_available
 from .status import StatusServer
@@ -140,6 +151,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-x1c", action="store_true", help="leave the X1C RTSPS camera out"
     )
     parser.add_argument(
+        "--octoprint", action="store_true", help="also run a real OctoPrint"
+    )
+    parser.add_argument("--octoprint-port", type=int, default=0)
+    parser.add_argument("--octoprint-camera-port", type=int, default=0)
+    parser.add_argument("--octoprint-api-key", default=None)
+    parser.add_argument("--octoprint-uuid", default=None)
+    parser.add_argument(
         "--status-file", type=Path, help="also write the ready JSON line to this file"
     )
     return parser.parse_args(argv)
@@ -198,7 +216,49 @@ async def _start_simulators(
         "cert_sha256": bambu.cert_sha256,
     }
     await _start_x1c(args, stack, ready)
+    if args.octoprint:
+        await _start_octoprint(args, stack, ready)
     return ready
+
+
+async def _start_octoprint(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, ready: dict[str, Any]
+) -> None:
+    """Start a real OctoPrint whose webcam is a camera of its own."""
+    if (reason := octoprint_available()) is not None:
+        ready["octoprint_unavailable"] = f"{reason} (scripts/setup makes it)"
+        print(f"printer_sim: no OctoPrint: {reason}", file=sys.stderr, flush=True)
+        return
+    camera = MjpegPrinter(
+        frames=pattern_frame,
+        fps=args.fps,
+        max_clients=args.max_clients,
+        record_frames=False,
+        host=args.host,
+        port=args.octoprint_camera_port,
+    )
+    await camera.start()
+    stack.push_async_callback(camera.close)
+    octoprint = OctoPrintServer(
+        api_key=args.octoprint_api_key,
+        server_uuid=args.octoprint_uuid,
+        port=args.octoprint_port,
+    )
+    await octoprint.start()
+    stack.push_async_callback(octoprint.stop)
+    await octoprint.set_webcams(
+        ClassicWebcam(stream=camera.url, snapshot=camera.still_url)
+    )
+    ready["octoprint"] = {
+        "host": octoprint.host,
+        "port": octoprint.port,
+        "api_key": octoprint.api_key,
+        "uuid": octoprint.uuid,
+        "url": octoprint.url,
+        "camera_url": camera.url,
+        "camera_status_url": camera.status_url,
+        "camera_port": camera.port,
+    }
 
 
 async def _start_x1c(

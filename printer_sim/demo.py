@@ -299,19 +299,30 @@ _SIM_PORTS = (
     ("x1c_port", "--x1c-port", "X1C camera"),
     ("x1c_status_port", "--x1c-status-port", "X1C status page"),
 )
+_OCTOPRINT_PORTS = (
+    ("octoprint_port", "--octoprint-port", "OctoPrint"),
+    ("octoprint_camera_port", "--octoprint-camera-port", "OctoPrint's webcam"),
+)
 
 
 async def start_simulators(
-    procs: Processes, paths: Paths, state: dict[str, Any]
+    procs: Processes, paths: Paths, state: dict[str, Any], octoprint: bool = False
 ) -> dict[str, Any]:
     """Start ``python -m printer_sim``; return its ready JSON.
 
     The first time every port is 0 (free ports, no race); the ports it chose
-    are then kept in state.json so the config entries stay valid.
+    are then kept in state.json so the config entries stay valid. With
+    `octoprint`, a real OctoPrint too, keeping its API key and uuid there.
     """
     step("Starting the printer simulators")
     args = [str(VENV_BIN / "python"), "-m", "printer_sim"]
-    for key, option, what in _SIM_PORTS:
+    ports = _SIM_PORTS + (_OCTOPRINT_PORTS if octoprint else ())
+    if octoprint:
+        args.append("--octoprint")
+        for key in ("octoprint_api_key", "octoprint_uuid"):
+            if state.get(key):
+                args += [f"--{key.replace('_', '-')}", state[key]]
+    for key, option, what in ports:
         port = state.get(key)
         if port is not None and port_busy(port):
             raise DemoError(
@@ -319,7 +330,7 @@ async def start_simulators(
                 f"use; free it, or delete {paths.show(paths.root)} to start over"
             )
         args += [option, str(port or 0)]
-    if all(state.get(key) for key, _, _ in _SIM_PORTS):
+    if all(state.get(key) for key, _, _ in ports):
         note(f"reusing the ports kept in {paths.show(paths.state_file)}")
     ready_file = paths.sim_ready
     ready_file.unlink(missing_ok=True)
@@ -344,11 +355,17 @@ async def start_simulators(
     if "x1c" in ready:
         chosen["x1c_port"] = ready["x1c"]["port"]
         chosen["x1c_status_port"] = ready["x1c"]["status_port"]
+    if "octoprint" in ready:
+        chosen["octoprint_port"] = ready["octoprint"]["port"]
+        chosen["octoprint_camera_port"] = ready["octoprint"]["camera_port"]
+        chosen["octoprint_api_key"] = ready["octoprint"]["api_key"]
+        chosen["octoprint_uuid"] = ready["octoprint"]["uuid"]
     new = {key: port for key, port in chosen.items() if state.get(key) != port}
     if new:
         state.update(new)
         _save(paths.state_file, state)
-        note(f"chose free ports {new} (kept in {paths.show(paths.state_file)})")
+        shown = {k: v for k, v in new.items() if not k.endswith(("api_key", "uuid"))}
+        note(f"chose free ports {shown} (kept in {paths.show(paths.state_file)})")
     mjpeg, bambu = ready["mjpeg"], ready["bambu"]
     note(f"MJPEG stream {mjpeg['url']} (status {mjpeg['status_url']})")
     note(
@@ -362,6 +379,10 @@ async def start_simulators(
         )
     else:
         note(f"no X1C camera: {ready.get('x1c_unavailable')}")
+    if (octo := ready.get("octoprint")) is not None:
+        note(f"OctoPrint {octo['url']} (webcam {octo['camera_url']})")
+    elif octoprint:
+        note(f"no OctoPrint: {ready.get('octoprint_unavailable')}")
     return ready
 
 
@@ -646,6 +667,21 @@ async def add_printers(
             },
         ),
     ]
+    if (octo := sims.get("octoprint")) is not None:
+        printers.append(
+            (
+                "octoprint",
+                f"OctoPrint ({octo['url']})",
+                octo["url"],
+                {
+                    "host": octo["host"],
+                    "port": octo["port"],
+                    "ssl": False,
+                    "path": "/",
+                    "api_key": octo["api_key"],
+                },
+            )
+        )
     if (x1c := sims.get("x1c")) is not None:
         printers.append(
             (
@@ -690,8 +726,9 @@ async def add_printers(
 def entry_ids(state: dict[str, Any], sims: dict[str, Any]) -> dict[str, str]:
     """Return the config entry id made for each running simulator (state.json)."""
     entries = {"mjpeg": state["entry_id"], "bambu": state["bambu_entry_id"]}
-    if "x1c" in sims:
-        entries["x1c"] = state["x1c_entry_id"]
+    for key in ("x1c", "octoprint"):
+        if key in sims:
+            entries[key] = state[f"{key}_entry_id"]
     return entries
 
 
@@ -789,7 +826,9 @@ async def create_dashboard(
 # -------------------------------------------------------------------- main
 
 
-async def bring_up(paths: Paths, port: int, procs: Processes) -> DemoInfo:
+async def bring_up(
+    paths: Paths, port: int, procs: Processes, *, octoprint: bool = False
+) -> DemoInfo:
     """Do every step (skipping what is done); return what the demo offers.
 
     The children started are in ``procs``; stopping them is the caller's job
@@ -801,7 +840,7 @@ async def bring_up(paths: Paths, port: int, procs: Processes) -> DemoInfo:
         raise DemoError(f"port {port} is in use: choose another with --port N")
     write_config(paths, port)
     base = f"http://127.0.0.1:{port}"
-    sims = await start_simulators(procs, paths, state)
+    sims = await start_simulators(procs, paths, state, octoprint)
     async with aiohttp.ClientSession() as session:
         await start_hass(procs, paths, session, base)
         creds = await authenticate(paths, session, base)
@@ -820,10 +859,17 @@ async def bring_up(paths: Paths, port: int, procs: Processes) -> DemoInfo:
     )
 
 
-async def run(paths: Paths, port: int, stop: asyncio.Event, procs: Processes) -> None:
+async def run(
+    paths: Paths,
+    port: int,
+    stop: asyncio.Event,
+    procs: Processes,
+    *,
+    octoprint: bool = False,
+) -> None:
     """Bring the demo up, then watch the children until ``stop``."""
     started = time.monotonic()
-    info = await bring_up(paths, port, procs)
+    info = await bring_up(paths, port, procs, octoprint=octoprint)
     bambu = info.simulators["bambu"]
     step(f"Ready after {time.monotonic() - started:.1f} s")
     note(f"open      {info.dashboard_url}")
@@ -836,6 +882,9 @@ async def run(paths: Paths, port: int, stop: asyncio.Event, procs: Processes) ->
         f"          {bambu['host']}:{bambu['port']} serial {bambu['serial']} "
         f"access code {bambu['access_code']}"
     )
+    if (octo := info.simulators.get("octoprint")) is not None:
+        note(f"OctoPrint {octo['url']} (user admin, API key {octo['api_key']})")
+        note(f"          webcam counters {octo['camera_status_url']}")
     if (x1c := info.simulators.get("x1c")) is not None:
         note(f"X1C       {x1c['status_url']} (counters)")
         note(
@@ -854,7 +903,7 @@ async def run(paths: Paths, port: int, stop: asyncio.Event, procs: Processes) ->
             await asyncio.wait_for(stop.wait(), timeout=1)
 
 
-async def amain(paths: Paths, port: int) -> int:
+async def amain(paths: Paths, port: int, *, octoprint: bool = False) -> int:
     """Run the demo; stop the children however it ends; return the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -874,7 +923,7 @@ async def amain(paths: Paths, port: int) -> int:
         loop.add_signal_handler(sig, on_signal)
     code = 0
     try:
-        await run(paths, port, stop, procs)
+        await run(paths, port, stop, procs, octoprint=octoprint)
     except asyncio.CancelledError:
         pass
     except DemoError as err:
@@ -898,9 +947,14 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("PRINTCAM_DEMO_PORT", "8123")),
         help="Home Assistant port (default 8123 or $PRINTCAM_DEMO_PORT)",
     )
+    parser.add_argument(
+        "--octoprint",
+        action="store_true",
+        help="also run a real OctoPrint (from .venv-octoprint) and add it",
+    )
     args = parser.parse_args(argv)
     paths = Paths.from_env()
-    sys.exit(asyncio.run(amain(paths, args.port)))
+    sys.exit(asyncio.run(amain(paths, args.port, octoprint=args.octoprint)))
 
 
 if __name__ == "__main__":

@@ -204,9 +204,14 @@ class ServerProcess:
         start_timeout: float = 60.0,
         stop_timeout: float = 15.0,
         keep_directory: bool = False,
+        port: int = 0,
     ) -> None:
-        """Describe the server; `start()` (or ``async with``) runs it."""
+        """Describe the server; `start()` (or ``async with``) runs it.
+
+        `port` 0 takes a free port (another one if it was taken meanwhile).
+        """
         self.host: Final = "127.0.0.1"
+        self.requested_port = port
         self.port = 0
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -377,7 +382,7 @@ class ServerProcess:
             raise RuntimeError(f"{self.label} already started")
         self.killed = False
         self.directory = Path(tempfile.mkdtemp(prefix=f"printcam-{self.label}-"))
-        self.port = free_port()
+        self.port = self.requested_port or free_port()
         self._prepare(self.directory)
         self._log_file = (self.directory / "process.log").open("wb")
         self._process = subprocess.Popen(  # noqa: S603
@@ -659,6 +664,8 @@ class OctoPrintServer(ServerProcess):
         classic_webcam: bool = True,
         rate_limit: bool = True,
         server_uuid: str | None = None,
+        api_key: str | None = None,
+        port: int = 0,
         start_timeout: float = 60.0,
         stop_timeout: float = 15.0,
         keep_directory: bool = False,
@@ -669,18 +676,21 @@ class OctoPrintServer(ServerProcess):
         ``classic`` webcam at all); `rate_limit` False turns off OctoPrint's
         rate limiter (app key requests: 3 a minute per client address),
         for one server shared by many tests; `server_uuid` is the uuid the
-        discovery plugin would announce (default: a new uuid4).
+        discovery plugin would announce (default: a new uuid4); `api_key`
+        the admin's key (default: a new one) and `port` its port (0: a free
+        one): the demo keeps both across runs, as a real OctoPrint does.
         """
         super().__init__(
             start_timeout=start_timeout,
             stop_timeout=stop_timeout,
             keep_directory=keep_directory,
+            port=port,
         )
         self.classic_webcam = classic_webcam
         self.rate_limit = rate_limit
         self.uuid = server_uuid or str(uuid_module.uuid4())
         """What the zeroconf TXT ``uuid`` would carry (see the module doc)."""
-        self.api_key = uuid_module.uuid4().hex.upper()
+        self.api_key = api_key or uuid_module.uuid4().hex.upper()
         """The admin's API key: every permission."""
 
     # --- files -----------------------------------------------------------------
