@@ -287,8 +287,33 @@ STAGES: tuple[Stage, ...] = (
 # --- repair issues -----------------------------------------------------------------
 
 
-def _cert_issue_id(entry: PrintCamConfigEntry) -> str:
-    return f"cert_mismatch_{entry.entry_id}"
+def _issue_id(key: str, entry: PrintCamConfigEntry) -> str:
+    return f"{key}_{entry.entry_id}"
+
+
+@callback
+def _async_create_issue(
+    hass: HomeAssistant,
+    entry: PrintCamConfigEntry,
+    key: str,
+    severity: ir.IssueSeverity,
+    **placeholders: str,
+) -> None:
+    """Raise the entry's repair issue `key` (named with the printer and address)."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        _issue_id(key, entry),
+        is_fixable=False,
+        is_persistent=False,
+        severity=severity,
+        translation_key=key,
+        translation_placeholders={
+            "name": entry.title,
+            "host": printer_address(entry.data),
+            **placeholders,
+        },
+    )
 
 
 @callback
@@ -303,31 +328,20 @@ def async_create_cert_issue(
     another certificate). Reconfigure then shows the old and the new address
     with both fingerprints before anything is trusted.
     """
-    ir.async_create_issue(
+    _async_create_issue(
         hass,
-        DOMAIN,
-        _cert_issue_id(entry),
-        is_fixable=False,
-        is_persistent=False,
-        severity=ir.IssueSeverity.ERROR,
-        translation_key="cert_mismatch",
-        translation_placeholders={
-            "name": entry.title,
-            "host": printer_address(entry.data),
-            "expected": err.expected,
-            "presented": err.presented or "none",
-        },
+        entry,
+        "cert_mismatch",
+        ir.IssueSeverity.ERROR,
+        expected=err.expected,
+        presented=err.presented or "none",
     )
 
 
 @callback
 def async_clear_cert_issue(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
     """Remove the certificate issue once the printer is trusted again."""
-    ir.async_delete_issue(hass, DOMAIN, _cert_issue_id(entry))
-
-
-def _liveview_issue_id(entry: PrintCamConfigEntry) -> str:
-    return f"liveview_disabled_{entry.entry_id}"
+    ir.async_delete_issue(hass, DOMAIN, _issue_id("cert_mismatch", entry))
 
 
 @callback
@@ -339,25 +353,13 @@ def async_create_liveview_issue(
     The printer closes its camera port at once while it is off; PrintCam
     keeps retrying, and the issue goes away with the first frame.
     """
-    ir.async_create_issue(
-        hass,
-        DOMAIN,
-        _liveview_issue_id(entry),
-        is_fixable=False,
-        is_persistent=False,
-        severity=ir.IssueSeverity.WARNING,
-        translation_key="liveview_disabled",
-        translation_placeholders={
-            "name": entry.title,
-            "host": printer_address(entry.data),
-        },
-    )
+    _async_create_issue(hass, entry, "liveview_disabled", ir.IssueSeverity.WARNING)
 
 
 @callback
 def async_clear_liveview_issue(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
     """Remove the liveview issue: frames come again."""
-    ir.async_delete_issue(hass, DOMAIN, _liveview_issue_id(entry))
+    ir.async_delete_issue(hass, DOMAIN, _issue_id("liveview_disabled", entry))
 
 
 # --- running and undoing ---------------------------------------------------------
