@@ -163,21 +163,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _start_simulators(
-    args: argparse.Namespace, stack: contextlib.AsyncExitStack
-) -> dict[str, Any]:
-    """Start every simulator; return what the ready line says about them."""
-    warm_up()  # encode the pattern once, before the first client waits for it
-    mjpeg = MjpegPrinter(
+async def _start_camera(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, port: int
+) -> MjpegPrinter:
+    """Start an MJPEG camera of the test pattern on `port` (0: a free one)."""
+    camera = MjpegPrinter(
         frames=pattern_frame,
         fps=args.fps,
         max_clients=args.max_clients,
         record_frames=False,
         host=args.host,
-        port=args.mjpeg_port,
+        port=port,
     )
-    await mjpeg.start()
-    stack.push_async_callback(mjpeg.close)
+    await camera.start()
+    stack.push_async_callback(camera.close)
+    return camera
+
+
+async def _start_simulators(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack
+) -> dict[str, Any]:
+    """Start every simulator; return what the ready line says about them."""
+    warm_up()  # encode the pattern once, before the first client waits for it
+    mjpeg = await _start_camera(args, stack, args.mjpeg_port)
     ready: dict[str, Any] = {
         "mjpeg": {
             "url": mjpeg.url,
@@ -229,16 +237,7 @@ async def _start_octoprint(
         ready["octoprint_unavailable"] = f"{reason} (scripts/setup makes it)"
         print(f"printer_sim: no OctoPrint: {reason}", file=sys.stderr, flush=True)
         return
-    camera = MjpegPrinter(
-        frames=pattern_frame,
-        fps=args.fps,
-        max_clients=args.max_clients,
-        record_frames=False,
-        host=args.host,
-        port=args.octoprint_camera_port,
-    )
-    await camera.start()
-    stack.push_async_callback(camera.close)
+    camera = await _start_camera(args, stack, args.octoprint_camera_port)
     octoprint = OctoPrintServer(
         api_key=args.octoprint_api_key,
         server_uuid=args.octoprint_uuid,

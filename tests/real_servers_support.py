@@ -40,6 +40,18 @@ import pytest_socket
 from printer_sim.moonraker_server import moonraker_available
 from printer_sim.octoprint_server import ServerProcess, octoprint_available
 
+from .rtsps_support import reaped
+
+__all__ = [
+    "MOONRAKER_SKIP",
+    "OCTOPRINT_SKIP",
+    "group_gone",
+    "pinned_version",
+    "reaped",
+    "shared_server",
+    "sockets_allowed",
+]
+
 
 def _skip(name: str, reason: str | None) -> str | None:
     if reason is None:
@@ -60,16 +72,6 @@ def pinned_version(package: str) -> str:
         if line.lower().startswith(f"{package}=="):
             return line.split("==", 1)[1].strip()
     raise LookupError(f"{package} not pinned in {path}")
-
-
-def reaped(pid: int | None) -> bool:
-    """Return True once the process `pid` is gone (exited and waited for)."""
-    assert pid is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def group_gone(pgid: int | None) -> bool:
