@@ -3,9 +3,12 @@
 Entry data: ``{"kind": "octoprint", "host", "port", "ssl", "path",
 "api_key"}`` (``path`` is "/" unless OctoPrint runs under a prefix). The
 unique id is the server's uuid (the one its zeroconf announcement carries:
-the discovery plugin's ``upnpUuid``), read through the API when the user
-adds it by hand; an OctoPrint that does not reveal it (discovery plugin
-disabled) is identified by its address instead.
+the discovery plugin's ``upnpUuid``), read through the API whenever the
+server is checked. An OctoPrint that does not reveal it (discovery plugin
+disabled) is identified by what the flow knows instead: the announced uuid
+when it was discovered, its address when added by hand. Reauth and
+reconfigure of such a server learn no identity: the entry's key being
+accepted there is the proof, and a server telling another uuid is refused.
 
 Webcams: ``GET /api/settings`` -> ``webcam.webcams[]`` (OctoPrint 1.9+: one
 per webcam provider plugin's webcam, each with ``compat.stream`` /
@@ -96,6 +99,9 @@ AUTHORIZE_TIMEOUT: Final = 300.0
 POLL_INTERVAL: Final = 1.0
 """OctoPrint forgets a request not polled for 5 s."""
 ZEROCONF_TYPE: Final = "_octoprint._tcp.local."
+_FALLBACK_ID: Final = "_fallback_unique_id"
+"""In a new entry's draft only (never stored): its identity should the
+server not tell its uuid (the announced uuid, or the address typed)."""
 _UUID_XML: Final = re.compile(r"<UDN>\s*uuid:([0-9A-Fa-f-]{8,64})\s*</UDN>")
 
 _PORT = NumberSelector(
@@ -271,6 +277,7 @@ class OctoPrintFamily(Family):
         """Return the server's data (an empty key: ask OctoPrint for one)."""
         data = self._server_data(user_input)
         data[CONF_API_KEY] = str(user_input.get(CONF_API_KEY) or "").strip()
+        data[_FALLBACK_ID] = _address_id(data)
         return Draft(title=f"OctoPrint {data[CONF_HOST]}", data=data)
 
     @staticmethod
@@ -312,7 +319,8 @@ class OctoPrintFamily(Family):
         """Read the webcams with the key; learn the uuid and the printer's name.
 
         At least one webcam must be MJPEG; the summary names each webcam
-        and what became of it.
+        and what became of it. The unique id is the uuid the server tells,
+        else a new entry's fallback (see the module doc), else None.
         """
         async with asyncio.timeout(timeout):
             base = server_url(data)
@@ -320,15 +328,15 @@ class OctoPrintFamily(Family):
             if not isinstance(settings, Mapping):
                 raise ProtocolError("/api/settings is not a JSON object")
             found = cameras_for(hass, parse_webcams(settings, base))
-            unique_id = await self._async_uuid(hass, base, settings) or _address_id(
-                data
+            unique_id = await self._async_uuid(hass, base, settings) or data.get(
+                _FALLBACK_ID
             )
         if not found.cameras:
             raise NoMjpegWebcam(no_mjpeg_message(found))
         appearance = settings.get("appearance")
         name = appearance.get("name") if isinstance(appearance, Mapping) else None
         return Checked(
-            dict(data),
+            {key: value for key, value in data.items() if key != _FALLBACK_ID},
             unique_id=unique_id,
             title=f"OctoPrint {name}" if name else None,
             summary=summary(found),
@@ -458,6 +466,7 @@ class OctoPrintFamily(Family):
         data = {
             **discovered.data,
             CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip(),
+            _FALLBACK_ID: discovered.unique_id,
         }
         return Draft(title=discovered.title, data=data)
 
