@@ -56,7 +56,7 @@ from custom_components.printcam.const import (
     CONF_SSL,
     KIND_OCTOPRINT,
 )
-from custom_components.printcam.discovery import valid_host
+from custom_components.printcam.discovery import is_ip_address, valid_host
 from custom_components.printcam.sources import (
     FrameSource,
     InvalidAuth,
@@ -346,18 +346,7 @@ class OctoPrintFamily(Family):
         self, hass: HomeAssistant, base: yarl.URL, settings: Mapping[str, Any]
     ) -> str | None:
         """Return the uuid the server's zeroconf announcement carries, if it tells."""
-        plugins = settings.get("plugins")
-        if isinstance(plugins, Mapping):
-            discovery = plugins.get("discovery")
-            if isinstance(discovery, Mapping) and discovery.get("upnpUuid"):
-                return str(discovery["upnpUuid"]).lower()
-        try:
-            xml = await api_text(hass, base / "plugin/discovery/discovery.xml")
-        except SourceError as err:
-            _LOGGER.debug("%s tells no uuid: %s", base.host, err)
-            return None
-        match = _UUID_XML.search(xml)
-        return match.group(1).lower() if match else None
+        return _settings_uuid(settings) or await _async_xml_uuid(hass, base)
 
     # --- a key granted in OctoPrint's UI
 
@@ -432,15 +421,24 @@ class OctoPrintFamily(Family):
     async def async_verify_move(
         self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
     ) -> dict[str, Any] | None:
-        """Move the entry only when the new address tells the same uuid."""
+        """Move the entry only when the new address tells the same uuid.
+
+        Never moved: an entry configured by host name (it stays right
+        wherever the printer's address goes) or with SSL (an announcement
+        names no scheme: moving, and asking the new address with the key,
+        would drop TLS). The uuid is asked without the key first
+        (``discovery.xml``, served by the plugin that announces); only a
+        server that does not serve it is asked ``/api/settings`` with the key.
+        """
+        if data.get(CONF_SSL) or not is_ip_address(str(data[CONF_HOST])):
+            return None
         moved = {**data, **{k: v for k, v in discovered.data.items() if k != CONF_KIND}}
         if moved == dict(data):
             return None
+        base = server_url(moved)
         try:
-            uuid = await self._async_uuid(
-                hass,
-                server_url(moved),
-                await _settings_or_empty(hass, moved),
+            uuid = await _async_xml_uuid(hass, base) or _settings_uuid(
+                await _settings_or_empty(hass, moved)
             )
         except SourceError as err:
             _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
@@ -469,6 +467,27 @@ class OctoPrintFamily(Family):
             _FALLBACK_ID: discovered.unique_id,
         }
         return Draft(title=discovered.title, data=data)
+
+
+def _settings_uuid(settings: Mapping[str, Any]) -> str | None:
+    """Return the discovery plugin's uuid from ``/api/settings``, if listed."""
+    plugins = settings.get("plugins")
+    if isinstance(plugins, Mapping):
+        discovery = plugins.get("discovery")
+        if isinstance(discovery, Mapping) and discovery.get("upnpUuid"):
+            return str(discovery["upnpUuid"]).lower()
+    return None
+
+
+async def _async_xml_uuid(hass: HomeAssistant, base: yarl.URL) -> str | None:
+    """Return the uuid of ``discovery.xml`` (no key sent), None if not served."""
+    try:
+        xml = await api_text(hass, base / "plugin/discovery/discovery.xml")
+    except SourceError as err:
+        _LOGGER.debug("%s tells no uuid: %s", base.host, err)
+        return None
+    match = _UUID_XML.search(xml)
+    return match.group(1).lower() if match else None
 
 
 async def _settings_or_empty(
