@@ -62,6 +62,7 @@ from custom_components.printcam.sources import (
     InvalidAuth,
     ProtocolError,
     SourceError,
+    SourceTimeout,
 )
 from custom_components.printcam.transform import Orientation
 
@@ -322,15 +323,23 @@ class OctoPrintFamily(Family):
         and what became of it. The unique id is the uuid the server tells,
         else a new entry's fallback (see the module doc), else None.
         """
-        async with asyncio.timeout(timeout):
-            base = server_url(data)
-            settings = await api_json(hass, base / "api/settings", data[CONF_API_KEY])
-            if not isinstance(settings, Mapping):
-                raise ProtocolError("/api/settings is not a JSON object")
-            found = cameras_for(hass, parse_webcams(settings, base))
-            unique_id = await self._async_uuid(hass, base, settings) or data.get(
-                _FALLBACK_ID
-            )
+        base = server_url(data)
+        try:
+            async with asyncio.timeout(timeout):
+                settings = await api_json(
+                    hass, base / "api/settings", data[CONF_API_KEY]
+                )
+                if not isinstance(settings, Mapping):
+                    raise ProtocolError("/api/settings is not a JSON object")
+                found = cameras_for(hass, parse_webcams(settings, base))
+                unique_id = await self._async_uuid(hass, base, settings) or data.get(
+                    _FALLBACK_ID
+                )
+        except TimeoutError:
+            # The check's bound ended before a request's own (both 10 s).
+            raise SourceTimeout(
+                f"{base.host}:{base.port} did not answer in {timeout:g} s"
+            ) from None
         if not found.cameras:
             raise NoMjpegWebcam(no_mjpeg_message(found))
         appearance = settings.get("appearance")
@@ -376,19 +385,24 @@ class OctoPrintFamily(Family):
         if not token:
             raise ProtocolError("no app_token in the key request's answer")
         poll = base / "plugin/appkeys/request" / str(token)
-        async with asyncio.timeout(AUTHORIZE_TIMEOUT):
-            while True:
-                try:
-                    answer = await api_json(hass, poll, None)
-                except HttpError as err:
-                    if err.status == 404:
-                        raise AuthorizationDenied(
-                            "denied in OctoPrint, or expired"
-                        ) from None
-                    raise
-                if isinstance(answer, Mapping) and answer.get("api_key"):
-                    return {**data, CONF_API_KEY: str(answer["api_key"])}
-                await asyncio.sleep(POLL_INTERVAL)
+        try:
+            async with asyncio.timeout(AUTHORIZE_TIMEOUT):
+                while True:
+                    try:
+                        answer = await api_json(hass, poll, None)
+                    except HttpError as err:
+                        if err.status == 404:
+                            raise AuthorizationDenied(
+                                "denied in OctoPrint, or expired"
+                            ) from None
+                        raise
+                    if isinstance(answer, Mapping) and answer.get("api_key"):
+                        return {**data, CONF_API_KEY: str(answer["api_key"])}
+                    await asyncio.sleep(POLL_INTERVAL)
+        except TimeoutError:
+            raise AuthorizationDenied(
+                f"nobody decided within {AUTHORIZE_TIMEOUT:g} s"
+            ) from None
 
     # --- zeroconf
 
