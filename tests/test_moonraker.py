@@ -724,6 +724,59 @@ async def test_an_empty_webcam_list_and_nothing_at_port_8080(
     assert "none listed" in (entry.reason or "")
 
 
+@needs_moonraker
+async def test_the_hourly_check_leaves_a_busy_port_8080_camera_alone(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    server_factory: ServerFactory,
+    make_mjpeg_printer: PrinterFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    checks: list[str | None],
+) -> None:
+    # mjpg-streamer on a K1 serves one client: the hourly check must not
+    # take a second connection (it got 503, read "no webcam" and reloaded,
+    # cutting every viewer off), nor reload while the list is unchanged.
+    streamer = await make_mjpeg_printer(frames=[PICTURE], fps=20.0, max_clients=1)
+    fallback_at(monkeypatch, streamer.url)
+    server = await server_factory()
+    entry = await set_up(hass, moonraker_entry(server))
+    assert entry.state is ConfigEntryState.LOADED
+    # Setup looked at :8080 once (one frame) and let go.
+    await streamer.wait_for(lambda p: p.active_streams == 0)
+    setup_connections = streamer.total_connections
+    assert setup_connections == 1
+    viewer = await watch(hass_client, "camera.voron_webcam")
+    cameras = entry.runtime_data.cameras
+    await webcam_check_now(hass, entry)
+    assert checks == ["[]"]
+    assert entry.runtime_data.cameras is cameras
+    assert streamer.total_connections == setup_connections + 1
+    count = len(viewer.frames)
+    await viewer.wait_frames(count + 2, timeout=WAIT)
+    assert not viewer.ended
+
+    # The streamer stopping shows in the stream state; no reload either.
+    await streamer.close()
+    await webcam_check_now(hass, entry)
+    assert checks == ["[]", "[]"]
+    assert entry.runtime_data.cameras is cameras
+    assert entry.state is ConfigEntryState.LOADED
+    await until(
+        lambda: state_of(hass, "sensor.voron_webcam_stream_state")
+        in ("reconnecting", "unreachable"),
+        WAIT,
+    )
+    # A webcam configured later replaces the fallback.
+    nozzle_cam = await camera(make_mjpeg_printer)
+    await server.add_webcam(MoonrakerWebcam(name="nozzle", stream_url=nozzle_cam.url))
+    await webcam_check_now(hass, entry)
+    await until(lambda: "camera.voron_nozzle" in registered(hass, entry.entry_id), WAIT)
+    await until(lambda: entry.state is ConfigEntryState.LOADED, WAIT)
+    assert "camera.voron_webcam" not in registered(hass, entry.entry_id)
+    await viewer.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 # --- diagnostics ----------------------------------------------------------------------
 
 

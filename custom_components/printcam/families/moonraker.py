@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+import dataclasses
 import logging
 from typing import Any, Final
 
@@ -197,25 +198,51 @@ class MoonrakerFamily(Family):
     async def async_cameras(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> Cameras:
-        """Read the webcams from the API: one camera per MJPEG webcam."""
-        return cameras_for(hass, await self._async_webcams(hass, data))
+        """Read the webcams from the API: one camera per MJPEG webcam.
+
+        The signature is the API's list alone: the :8080 fallback is looked
+        at once, here, never by the hourly check (see
+        `async_cameras_signature`).
+        """
+        listed = await self._async_listed(hass, data)
+        found = cameras_for(hass, await self._async_with_fallback(hass, data, listed))
+        return dataclasses.replace(found, signature=signature(listed))
 
     async def async_cameras_signature(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> str | None:
-        """Return what the API lists now (an hourly check compares it)."""
-        return signature(await self._async_webcams(hass, data))
+        """Return what the API lists now (an hourly check compares it).
 
-    async def _async_webcams(
+        Without probing :8080: that camera may serve one client (mjpg-streamer
+        on a K1), and while it is busy or down a probe would read "no
+        webcam" and reload the entry, cutting its viewers off; its own
+        stream state shows it down.
+        """
+        return signature(await self._async_listed(hass, data))
+
+    async def _async_listed(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> list[Webcam]:
         answer = await api_json(
             hass, server_url(data) / "server/webcams/list", data.get(CONF_API_KEY)
         )
-        webcams = parse_webcams(answer, data[CONF_HOST])
-        if not webcams and await _serves_mjpeg(hass, fallback_webcam(data[CONF_HOST])):
-            return [fallback_webcam(data[CONF_HOST])]
-        return webcams
+        return parse_webcams(answer, data[CONF_HOST])
+
+    @staticmethod
+    async def _async_with_fallback(
+        hass: HomeAssistant, data: Mapping[str, Any], listed: list[Webcam]
+    ) -> list[Webcam]:
+        """Return the listed webcams, or :8080's when none is listed and it answers."""
+        if listed:
+            return listed
+        fallback = fallback_webcam(data[CONF_HOST])
+        return [fallback] if await _serves_mjpeg(hass, fallback) else []
+
+    async def _async_webcams(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> list[Webcam]:
+        listed = await self._async_listed(hass, data)
+        return await self._async_with_fallback(hass, data, listed)
 
     def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
         """Return Klipper, configured at its web interface (port 80)."""
