@@ -17,6 +17,8 @@ from datetime import timedelta
 from ipaddress import ip_address
 import json
 import logging
+import os
+import signal
 from typing import Any
 
 from homeassistant import config_entries
@@ -38,7 +40,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.printcam import startup
+from custom_components.printcam import config_flow, startup
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.families import moonraker
 from custom_components.printcam.families.base import InvalidConfig, SkippedWebcam
@@ -552,6 +554,30 @@ async def test_moonraker_down_at_setup_is_retried_until_it_answers(
     await until(lambda: entry.state is ConfigEntryState.LOADED, WAIT)
     assert "camera.voron_nozzle" in registered(hass, entry.entry_id)
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@needs_moonraker
+async def test_a_frozen_moonraker_is_a_timeout_in_the_form(
+    hass: HomeAssistant,
+    server_factory: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A Pi that hangs: the kernel still accepts the connection, nobody
+    # answers. The flow's bound (10 s) is shortened to keep the test short.
+    monkeypatch.setattr(config_flow, "VALIDATE_TIMEOUT", 1.0)
+    server = await server_factory()
+    flow_id = await add_form(hass)
+    assert server.pid is not None
+    os.killpg(server.pid, signal.SIGSTOP)
+    try:
+        result = await submit(hass, flow_id, server_form(server))
+    finally:
+        os.killpg(server.pid, signal.SIGCONT)
+    assert result["errors"] == {"base": "timeout"}
+    assert "Unexpected error" not in caplog.text
+    result = await submit(hass, flow_id, server_form(server))
+    assert result["errors"] == {"base": "no_mjpeg_webcam"}
 
 
 # --- changes on the printer ----------------------------------------------------------
@@ -1242,3 +1268,41 @@ def test_only_moonraker_announcements_with_a_uuid_are_moonraker() -> None:
     assert family.discovered(config_entries.SOURCE_ZEROCONF, object()) is None
     octoprint = dataclasses.replace(info, type="_octoprint._tcp.local.")
     assert family.discovered(config_entries.SOURCE_ZEROCONF, octoprint) is None
+
+
+async def test_an_https_printer_announced_keeps_its_scheme_and_port(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The announcement's port is Moonraker's plain HTTP one (TXT https_port
+    # tells the other): an entry reached over https is not moved to http.
+    asked: list[dict[str, Any]] = []
+
+    async def uuid(hass: HomeAssistant, data: Any) -> str:
+        asked.append(dict(data))
+        return "abc123"
+
+    monkeypatch.setattr(moonraker, "_async_uuid", uuid)
+    family = moonraker.MoonrakerFamily()
+    data = {
+        "kind": "moonraker",
+        "host": "192.168.1.70",
+        "port": 7130,
+        "ssl": True,
+        "api_key": "k" * 32,
+    }
+    properties = {"uuid": "abc123", "https_port": "7130", "version": "v0.11.0"}
+    elsewhere = family.discovered(
+        config_entries.SOURCE_ZEROCONF,
+        zeroconf_info(7125, properties, host="192.168.1.80"),
+    )
+    assert elsewhere is not None
+    moved = await family.async_verify_move(hass, data, elsewhere)
+    assert moved == {**data, "host": "192.168.1.80"}
+    assert asked == [moved]
+    here = family.discovered(
+        config_entries.SOURCE_ZEROCONF,
+        zeroconf_info(7125, properties, host="192.168.1.70"),
+    )
+    assert here is not None
+    assert await family.async_verify_move(hass, data, here) is None
+    assert len(asked) == 1

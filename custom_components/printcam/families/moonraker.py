@@ -48,7 +48,12 @@ from custom_components.printcam.const import (
     KIND_MOONRAKER,
 )
 from custom_components.printcam.discovery import valid_host
-from custom_components.printcam.sources import FrameSource, ProtocolError, SourceError
+from custom_components.printcam.sources import (
+    FrameSource,
+    ProtocolError,
+    SourceError,
+    SourceTimeout,
+)
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 from custom_components.printcam.transform import Orientation
 
@@ -299,13 +304,19 @@ class MoonrakerFamily(Family):
         timeout: float,  # noqa: ASYNC109 - the flow's bound for one check
     ) -> Checked:
         """Read the webcams (with the key, if any) and the instance uuid."""
-        async with asyncio.timeout(timeout):
-            found = cameras_for(hass, await self._async_webcams(hass, data))
-            try:
-                uuid = await _async_uuid(hass, data)
-            except (HttpError, ProtocolError) as err:  # database component off
-                _LOGGER.debug("%s tells no uuid: %s", data[CONF_HOST], err)
-                uuid = None
+        try:
+            async with asyncio.timeout(timeout):
+                found = cameras_for(hass, await self._async_webcams(hass, data))
+                try:
+                    uuid = await _async_uuid(hass, data)
+                except (HttpError, ProtocolError) as err:  # database component off
+                    _LOGGER.debug("%s tells no uuid: %s", data[CONF_HOST], err)
+                    uuid = None
+        except TimeoutError:
+            # The flow's bound, not a request's: a form error like theirs.
+            raise SourceTimeout(
+                f"{data[CONF_HOST]}:{data[CONF_PORT]} did not answer in {timeout:g} s"
+            ) from None
         if not found.cameras:
             raise NoMjpegWebcam(no_mjpeg_message(found))
         return Checked(
@@ -343,8 +354,15 @@ class MoonrakerFamily(Family):
     async def async_verify_move(
         self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
     ) -> dict[str, Any] | None:
-        """Move the entry only when the new address tells the same uuid."""
-        moved = {**data, **{k: v for k, v in discovered.data.items() if k != CONF_KIND}}
+        """Move the entry only when the new address tells the same uuid.
+
+        The announced port is Moonraker's plain HTTP one: an entry reached
+        over https keeps its scheme and port, only its host moves.
+        """
+        announced = {k: v for k, v in discovered.data.items() if k != CONF_KIND}
+        if data.get(CONF_SSL):
+            announced = {CONF_HOST: announced[CONF_HOST]}
+        moved = {**data, **announced}
         if moved == dict(data):
             return None
         try:
