@@ -1270,6 +1270,26 @@ def test_only_moonraker_announcements_with_a_uuid_are_moonraker() -> None:
     assert family.discovered(config_entries.SOURCE_ZEROCONF, octoprint) is None
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "shown"),
+    [
+        ("127.0.0.1", None, "127.0.0.1:7125"),
+        ("192.168.1.70", 7126, "192.168.1.70:7126"),
+        ("fd00::70", 7125, "[fd00::70]:7125"),
+    ],
+)
+def test_the_confirm_form_names_the_address_moonraker_is_reached_at(
+    host: str, port: int | None, shown: str
+) -> None:
+    info = dataclasses.replace(
+        zeroconf_info(7125, {"uuid": "abc123"}, host=host), port=port
+    )
+    found = moonraker.MoonrakerFamily().discovered(config_entries.SOURCE_ZEROCONF, info)
+    assert found is not None
+    assert found.placeholders == {"name": "Klipper voron", "host": shown}
+    assert found.data["port"] == (port or 7125)
+
+
 async def test_an_https_printer_announced_keeps_its_scheme_and_port(
     hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

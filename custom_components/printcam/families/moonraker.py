@@ -337,17 +337,19 @@ class MoonrakerFamily(Family):
         if not uuid:
             return None
         host = str(info.ip_address)
+        port = int(info.port or DEFAULT_PORT)
         title = f"Klipper {info.hostname.removesuffix('.local.') or host}"
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return Discovered(
             unique_id=uuid,
             title=title,
             data={
                 CONF_KIND: KIND_MOONRAKER,
                 CONF_HOST: host,
-                CONF_PORT: int(info.port or DEFAULT_PORT),
+                CONF_PORT: port,
                 CONF_SSL: False,
             },
-            placeholders={"name": title, "host": f"{host}:{info.port}"},
+            placeholders={"name": title, "host": address},
             confirm_step="discovery_confirm_moonraker",
         )
 
