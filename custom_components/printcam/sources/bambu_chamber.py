@@ -226,13 +226,16 @@ async def _close_writer(writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await writer.wait_closed()
     except asyncio.CancelledError:
+        # Cancelled while closing (a restart): abort, and still let the
+        # socket close before the next connection may open.
         writer.transport.abort()
+        await _let_close()
         raise
     except (OSError, TimeoutError):
         # A reset or TLS error while closing, or a peer that never finishes
-        # the TLS shutdown: drop the socket (closed on the next iteration).
+        # the TLS shutdown: drop the socket (closed on the next iterations).
         writer.transport.abort()
-        await asyncio.sleep(0)
+        await _let_close()
 
 
 async def fetch_certificate(
@@ -299,6 +302,7 @@ def verify_peer(
 format_host = _format_host
 open_tls = _open_tls
 close_writer = _close_writer
+let_close = _let_close
 
 
 class _ClosedBeforeFrame(CannotConnect):

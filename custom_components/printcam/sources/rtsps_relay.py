@@ -59,6 +59,7 @@ from .bambu_chamber import (
     build_ssl_context,
     close_writer,
     format_host,
+    let_close,
     normalize_fingerprint,
     open_tls,
     verify_peer,
@@ -384,6 +385,7 @@ class RtspsRelay:
         except BaseException:
             for writer in writers:
                 writer.transport.abort()
+            await let_close()  # before anyone may connect again
             raise
 
     def _fail(self, error: SourceError) -> None:
