@@ -21,6 +21,7 @@ import os
 import signal
 from typing import Any
 
+from aiohttp import web
 from homeassistant import config_entries
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
@@ -43,8 +44,14 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.printcam import config_flow, startup
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.families import moonraker
-from custom_components.printcam.families.base import InvalidConfig, SkippedWebcam
+from custom_components.printcam.families.base import (
+    Checked,
+    InvalidConfig,
+    SkippedWebcam,
+)
 from custom_components.printcam.families.webcams import (
+    MAX_API_BYTES,
+    HttpError,
     Webcam,
     cameras_for,
     not_mjpeg_reason,
@@ -578,6 +585,87 @@ async def test_a_frozen_moonraker_is_a_timeout_in_the_form(
     assert "Unexpected error" not in caplog.text
     result = await submit(hass, flow_id, server_form(server))
     assert result["errors"] == {"base": "no_mjpeg_webcam"}
+
+
+TRUNCATED = (
+    "webcams.py api_request reads the body with one "
+    "response.content.read(MAX_API_BYTES + 1), which returns what has arrived "
+    "(128000 bytes here), not up to the limit: a longer answer is cut, read "
+    "as 'not JSON' (or whitespace as no answer), and the size check never fires"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<!DOCTYPE html><html>Fluidd</html>", "did not answer JSON"),
+        (b"", "has no webcams list"),
+        (b'{"result": {"webcams": "none"}}', "has no webcams list"),
+        pytest.param(
+            b" " * (MAX_API_BYTES + 1),
+            "answered more than",
+            marks=pytest.mark.xfail(strict=True, reason=TRUNCATED),
+        ),
+    ],
+    ids=["web page", "empty", "no list", "too large"],
+)
+async def test_a_port_that_is_not_moonrakers_says_so(
+    hass: HomeAssistant,
+    socket_enabled: None,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    why: str,
+) -> None:
+    # What a web interface or another server on the port entered answers.
+    caplog.set_level(logging.DEBUG, logger="custom_components.printcam")
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/server/webcams/list", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        flow_id = await add_form(hass)
+        result = await submit(
+            hass, flow_id, {"host": "127.0.0.1", "port": port, "ssl": False}
+        )
+    finally:
+        await runner.cleanup()
+    assert result["errors"] == {"base": "protocol_error"}
+    assert why in caplog.text
+
+
+@needs_moonraker
+@pytest.mark.xfail(strict=True, reason=TRUNCATED)
+async def test_a_long_webcam_list_is_read_whole(
+    hass: HomeAssistant,
+    server_factory: ServerFactory,
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    # Mainsail and Fluidd keep their own settings in a webcam's extra_data;
+    # a list of a few hundred kB is still far under the 4 MiB bound.
+    nozzle_cam = await camera(make_mjpeg_printer)
+    server = await server_factory()
+    await server.request(
+        "POST",
+        "/server/webcams/item",
+        {
+            "name": "nozzle",
+            "stream_url": nozzle_cam.url,
+            "extra_data": {"notes": "x" * 300_000},
+        },
+        expect=200,
+    )
+    flow_id = await add_form(hass)
+    result = await submit(hass, flow_id, server_form(server))
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
+    assert result["description_placeholders"]["cameras"] == "nozzle"
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
 
 
 # --- changes on the printer ----------------------------------------------------------
@@ -1360,3 +1448,29 @@ async def test_an_https_printer_announced_keeps_its_scheme_and_port(
     assert here is not None
     assert await family.async_verify_move(hass, data, here) is None
     assert len(asked) == 1
+
+
+async def test_a_moonraker_that_tells_no_uuid_is_known_by_its_address(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Moonraker's database is a core component; should it not answer, the
+    # entry's unique id is the server's address.
+    async def webcams(self: Any, hass: HomeAssistant, data: Any) -> list[Webcam]:
+        return [Webcam("u", "front", "http://192.168.1.70:8080/?action=stream")]
+
+    async def no_uuid(hass: HomeAssistant, data: Any) -> str:
+        raise HttpError("/server/database/item answered HTTP 404", 404)
+
+    monkeypatch.setattr(moonraker.MoonrakerFamily, "_async_webcams", webcams)
+    monkeypatch.setattr(moonraker, "_async_uuid", no_uuid)
+    data = {
+        "kind": "moonraker",
+        "host": "Voron.LAN",
+        "port": 7125,
+        "ssl": False,
+        "api_key": "",
+    }
+    checked = await moonraker.MoonrakerFamily().async_check(hass, data, 10.0)
+    assert isinstance(checked, Checked)
+    assert checked.unique_id == "http://voron.lan:7125/"
+    assert checked.summary == {"cameras": "front", "skipped": "none"}
