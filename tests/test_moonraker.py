@@ -678,6 +678,7 @@ async def test_webcams_added_removed_and_changed_on_the_printer_are_followed(
     server_factory: ServerFactory,
     make_mjpeg_printer: PrinterFactory,
     checks: list[str | None],
+    debug_log: pytest.LogCaptureFixture,
 ) -> None:
     nozzle_cam, bed_cam, chamber_cam, new_chamber_cam = [
         await camera(make_mjpeg_printer) for _ in range(4)
@@ -759,6 +760,15 @@ async def test_webcams_added_removed_and_changed_on_the_printer_are_followed(
     assert not any("_chamber" in e for e in now)
     assert now["camera.voron_side"] == f"{server.instance_uuid}_{side['uid']}_camera"
     assert {k: now[k] for k in nozzle_ids} == nozzle_ids
+
+    # Moonraker down at the hourly check: nothing changes.
+    await server.stop()
+    cameras, count = entry.runtime_data.cameras, len(checks)
+    await hourly_check(hass)
+    assert "webcams not checked" in debug_log.text
+    assert len(checks) == count
+    assert entry.runtime_data.cameras is cameras
+    assert registered(hass, entry.entry_id) == now
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
