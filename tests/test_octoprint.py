@@ -88,14 +88,22 @@ def octoprint() -> Iterator[OctoPrintServer]:
     yield from shared_server(OctoPrintServer(rate_limit=False))
 
 
-@pytest.fixture
-def secrets(caplog: pytest.LogCaptureFixture) -> Iterator[set[str]]:
-    """Keys a test used; none of them may appear in any log line."""
+@pytest.fixture(autouse=True)
+def secrets(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[set[str]]:
+    """Keys a test used (add them); none may appear in any log line.
+
+    PrintCam's and the flows' debug logging is on in every test; the real
+    OctoPrint's admin key is checked in every test using it.
+    """
     caplog.set_level(logging.DEBUG, logger="custom_components.printcam")
     caplog.set_level(logging.DEBUG, logger="homeassistant.config_entries")
     caplog.set_level(logging.DEBUG, logger="homeassistant.data_entry_flow")
-    found: set[str] = set()
+    found: set[str] = {FAKE_KEY}
     yield found
+    if "octoprint" in request.fixturenames:
+        found.add(request.getfixturevalue("octoprint").api_key)
     logged = caplog.text
     for secret in found:
         assert secret not in logged, "an API key was logged"
@@ -1313,6 +1321,9 @@ async def test_zeroconf_moves_a_printer_only_to_a_server_proving_its_uuid(
         assert result["reason"] == "already_configured"
         odd = await fake_octoprint(servers, ["not", "settings"])
         result = await announced_at(odd.port)
+        assert result["reason"] == "already_configured"
+        refusing = await fake_octoprint(servers, settings, api_key="ANOTHER-KEY")
+        result = await announced_at(refusing.port)
         assert result["reason"] == "already_configured"
         assert entry.data == contract_data(old_port, FAKE_KEY)
         assert entry.state is ConfigEntryState.SETUP_RETRY
