@@ -592,7 +592,7 @@ async def test_closing_the_flow_stops_asking(
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "config_flow.py _async_step_add: the authorization's show_form is "
+        "config_flow.py:161 (_async_step_add): the authorization's show_form is "
         "partial(self._add_form, family), called with the errors only, so the "
         "form shown after a denied key request has lost the host, port and path "
         "the user entered (defaults again: port 80)"
