@@ -409,6 +409,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeFamily:
 
     async def setup(hass: HomeAssistant, entry: Any) -> bool:
         entry.runtime_data = AsyncMock()
+        entry.runtime_data.cameras = [entry.runtime_data]  # one camera: itself
         return True
 
     async def unload(hass: HomeAssistant, entry: Any) -> bool:

@@ -58,7 +58,7 @@ from custom_components.printcam.transform import Orientation
 from printer_sim.mjpeg_server import MjpegPrinter
 from printer_sim.octoprint_server import ClassicWebcam, OctoPrintServer, OctoPrintWebcam
 
-from .conftest import Viewer, until
+from .conftest import Viewer, setup_entry, until
 from .real_servers_support import OCTOPRINT_SKIP, shared_server
 from .test_transform import (
     corners_shown,
@@ -589,15 +589,6 @@ async def test_closing_the_flow_stops_asking(
 
 
 @octoprint_only
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "config_flow.py:161 (_async_step_add): the authorization's show_form is "
-        "partial(self._add_form, family), called with the errors only, so the "
-        "form shown after a denied key request has lost the host, port and path "
-        "the user entered (defaults again: port 80)"
-    ),
-)
 async def test_denied_key_request_keeps_what_was_entered(
     hass: HomeAssistant, octoprint: OctoPrintServer, socket_enabled: None
 ) -> None:
@@ -1328,12 +1319,25 @@ async def test_zeroconf_moves_a_printer_only_to_a_server_proving_its_uuid(
         assert entry.data == contract_data(old_port, FAKE_KEY)
         assert entry.state is ConfigEntryState.SETUP_RETRY
 
-        # The printer itself at its new address (its uuid in /api/settings):
-        # moved and set up there.
-        moved = await fake_octoprint(servers, settings, uuid=server_uuid.upper())
+        # The printer itself at its new address (its discovery plugin
+        # serving the uuid): the move is offered, not made; the key goes
+        # there only once the user confirmed it.
+        moved = await fake_octoprint(
+            servers, settings, uuid=server_uuid.upper(), xml_uuid=server_uuid
+        )
         result = await announced_at(moved.port)
+        assert result["type"] is FlowResultType.FORM
+        assert result["step_id"] == "move_confirm"
+        assert result["description_placeholders"] == {
+            "name": entry.title,
+            "old": f"127.0.0.1:{old_port}",
+            "new": f"127.0.0.1:{moved.port}",
+        }
+        assert moved.keys_seen == [None]
+        assert entry.data == contract_data(old_port, FAKE_KEY)
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
         assert result["type"] is FlowResultType.ABORT
-        assert result["reason"] == "already_configured"
+        assert result["reason"] == "moved"
     assert entry.data == contract_data(moved.port, FAKE_KEY)
     assert entry.unique_id == server_uuid
     await until(lambda: entry.state is ConfigEntryState.LOADED, FLOW_TIMEOUT)
@@ -1347,7 +1351,8 @@ async def test_zeroconf_move_proven_without_the_key(
 ) -> None:
     """discovery.xml proves the uuid: the key is not sent before the move.
 
-    This server refuses the stored key: once moved, reauth asks for one.
+    Confirmed, the move is checked with the key: a server refusing it is
+    not moved to (the form says why).
     """
     server_uuid = str(uuid_module.uuid4())
     moved = await fake_octoprint(
@@ -1358,14 +1363,15 @@ async def test_zeroconf_move_proven_without_the_key(
         result = await announce(
             hass, zeroconf_info(moved.port, {**ANNOUNCED, "uuid": server_uuid})
         )
-        assert result["reason"] == "already_configured"
-        assert entry.data == contract_data(moved.port, FAKE_KEY)
-        # Proven without the key; the key goes there with the setup after it.
-        assert moved.paths[:2] == ["/plugin/discovery/discovery.xml", "/api/settings"]
-        assert moved.keys_seen[:2] == [None, FAKE_KEY]
-        await until(lambda: entry.state is ConfigEntryState.SETUP_ERROR, FLOW_TIMEOUT)
-    await hass.async_block_till_done()
-    assert list(entry.async_get_active_flows(hass, {config_entries.SOURCE_REAUTH}))
+        assert result["step_id"] == "move_confirm"
+        assert moved.paths == ["/plugin/discovery/discovery.xml"]
+        assert moved.keys_seen == [None]
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == {"base": "invalid_auth"}
+        assert moved.keys_seen[-1] == FAKE_KEY
+        assert entry.data == contract_data(old_port, FAKE_KEY)
+        hass.config_entries.flow.async_abort(result["flow_id"])
 
 
 @pytest.mark.parametrize(
@@ -1630,3 +1636,23 @@ async def test_webcam_permission_from_a_fake_server(
     fake = await fake_octoprint(servers, {"webcam": {}})
     result = await add(hass, form(fake.port, FAKE_KEY))
     assert result["errors"] == {"base": "webcam_permission"}
+
+
+async def test_another_octoprint_at_the_address_is_not_taken_for_it(
+    hass: HomeAssistant, make_mjpeg_printer: PrinterFactory, servers: list[Any]
+) -> None:
+    """A DHCP swap: the entry's address now reaches another OctoPrint."""
+    (cam,) = await cameras(make_mjpeg_printer, 1)
+    settings = {"webcam": {"webcams": [webcam_json("nozzle", cam.url)]}}
+    other = await fake_octoprint(servers, settings, uuid=str(uuid_module.uuid4()))
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="OctoPrint",
+        data=contract_data(other.port, FAKE_KEY),
+        unique_id=str(uuid_module.uuid4()),
+    )
+    await setup_entry(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert "another OctoPrint" in (entry.reason or "")
+    assert cam.total_connections == 0
+    await unload(hass, entry)

@@ -100,6 +100,7 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
     _discovered: tuple[Family, Discovered]
     _change: ConfirmChange
     _authorizing: _Authorizing | None = None
+    _move: tuple[Family, PrintCamConfigEntry, dict[str, Any]]
 
     def __init__(self) -> None:
         """Give every family of the registry its steps.
@@ -129,9 +130,10 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         return PrintCamOptionsFlow()
 
     async def _stop_stream(self, entry: PrintCamConfigEntry) -> None:
-        """Close a loaded entry's upstream so checking is not a second client."""
+        """Close a loaded entry's upstreams so checking is not a second client."""
         if entry.state is ConfigEntryState.LOADED:
-            await entry.runtime_data.stream.async_stop_upstream()
+            for camera in entry.runtime_data.cameras:
+                await camera.stream.async_stop_upstream()
 
     # --- adding a printer -------------------------------------------------------
 
@@ -158,7 +160,10 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 finish = partial(self._async_add_checked, family, draft.title)
                 if family.needs_authorization(draft.data):
                     return await self._async_authorize(
-                        family, draft.data, finish, partial(self._add_form, family)
+                        family,
+                        draft.data,
+                        finish,
+                        lambda errors: self._add_form(family, errors, user_input),
                     )
                 result, errors = await finish(draft.data)
                 if result is not None:
@@ -287,17 +292,19 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         sending a credential) and may abort: something else announced it.
         """
         await self.async_set_unique_id(found.unique_id)
-        updates = found.updates
         entry = self.hass.config_entries.async_entry_for_domain_unique_id(
             DOMAIN, found.unique_id
         )
-        if entry is not None and not updates:
-            # A known printer announced elsewhere moves only once it proved
-            # to be the same printer there.
+        if entry is not None and not found.updates:
+            # A known printer announced elsewhere: an announcement is anyone's
+            # to send, so a move is only offered (after the new address told
+            # the same identity, without the key), never made silently.
             moved = await family.async_verify_move(self.hass, entry.data, found)
             if moved is not None and moved != dict(entry.data):
-                updates = moved
-        self._abort_if_unique_id_configured(updates=updates)
+                self._move = (family, entry, moved)
+                self.context["title_placeholders"] = {"name": entry.title}
+                return await self.async_step_move_confirm()
+        self._abort_if_unique_id_configured(updates=found.updates)
         if found.abort_reason is None:
             found = await family.async_inspect_discovered(
                 self.hass, found, VALIDATE_TIMEOUT
@@ -323,7 +330,10 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 finish = partial(self._async_add_checked, family, draft.title)
                 if family.needs_authorization(draft.data):
                     return await self._async_authorize(
-                        family, draft.data, finish, self._discovery_form
+                        family,
+                        draft.data,
+                        finish,
+                        lambda errors: self._discovery_form(errors, user_input),
                     )
                 result, errors = await finish(draft.data)
                 if result is not None:
@@ -341,6 +351,39 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
             errors=errors,
             description_placeholders=found.placeholders,
+        )
+
+    async def async_step_move_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask before following a configured printer to an announced new address.
+
+        On confirm the printer is checked there with its key; the entry is
+        moved only if it is still the same printer.
+        """
+        family, entry, moved = self._move
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            await self._stop_stream(entry)
+            result, errors = await _checked(
+                family.async_check(self.hass, moved, VALIDATE_TIMEOUT)
+            )
+            if result is not None:
+                checked = _as_checked(result)
+                if checked.unique_id not in (None, entry.unique_id):
+                    return self.async_abort(reason="unique_id_mismatch")
+                self.hass.config_entries.async_update_entry(entry, data=checked.data)
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
+                return self.async_abort(reason="moved")
+        return self.async_show_form(
+            step_id="move_confirm",
+            data_schema=vol.Schema({}),
+            errors=errors,
+            description_placeholders={
+                "name": entry.title,
+                "old": family.address(entry.data),
+                "new": family.address(moved),
+            },
         )
 
     # --- fixing a printer's entry ---------------------------------------------------
@@ -366,7 +409,10 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 finish = partial(self._async_update_checked, family, entry)
                 if family.needs_authorization(data):
                     return await self._async_authorize(
-                        family, data, finish, partial(self._reauth_form, family)
+                        family,
+                        data,
+                        finish,
+                        lambda errors: self._reauth_form(family, errors, user_input),
                     )
                 result, errors = await finish(data)
                 if result is not None:

@@ -30,6 +30,7 @@ from .coordinator import PrintCamCoordinator
 from .data import CameraData, PrintCamData, SetupContext, Stage
 from .families import InvalidConfig, family_for
 from .families.bambu import printer_address
+from .families.base import WrongPrinter
 from .sources import (
     CameraPortClosed,
     CertificateMismatch,
@@ -82,6 +83,7 @@ async def _build_source(ctx: SetupContext) -> None:
     read from its API here (a refused key starts reauth).
     """
     family = family_for(ctx.entry.data)
+    await family.async_verify_identity(ctx.hass, ctx.entry.data, ctx.entry.unique_id)
     found = await family.async_cameras(ctx.hass, ctx.entry.data)
     for spec in found.cameras:
         family.configure_source(spec.source, ctx.entry.options)
@@ -393,6 +395,8 @@ def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError
             key = "timeout"
         elif isinstance(err, NoCameras):
             key = "no_cameras"
+        elif isinstance(err, WrongPrinter):
+            key = "wrong_printer"
         elif isinstance(err, LiveviewDisabled):
             async_create_liveview_issue(ctx.hass, ctx.entry)
             key = "liveview_disabled"

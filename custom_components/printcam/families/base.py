@@ -40,7 +40,7 @@ from custom_components.printcam.const import (
     DEFAULT_STALL_S,
     DEFAULT_STILL_HOLD_S,
 )
-from custom_components.printcam.sources import FrameSource
+from custom_components.printcam.sources import FrameSource, SourceError
 from custom_components.printcam.transform import Orientation
 
 type StillFetcher = Callable[[], Awaitable[bytes]]
@@ -98,6 +98,12 @@ STREAM_OPTIONS: Final = {
 """How the shared stream holds its connection: the same for every family."""
 OPTIONS_SCHEMA: Final = vol.Schema({**MAX_FPS_OPTION, **STREAM_OPTIONS})
 """The options form of a printer whose camera sends JPEG frames itself."""
+
+
+class WrongPrinter(SourceError):
+    """Another printer answers at the entry's address (a DHCP swap)."""
+
+    reason = "wrong_printer"
 
 
 class InvalidConfig(ValueError):
@@ -252,6 +258,17 @@ class Family(ABC):
             [CameraSpec(None, None, source, self.still_fetcher(source, data))]
         )
 
+    async def async_verify_identity(
+        self, hass: HomeAssistant, data: Mapping[str, Any], unique_id: str | None
+    ) -> None:
+        """Raise `WrongPrinter` if another printer answers at the entry's address.
+
+        Called at setup, before `async_cameras`, with the entry's unique id.
+        The default checks nothing (a family whose source checks the
+        printer's identity itself, like the pinned Bambu certificate).
+        """
+        return
+
     async def async_cameras_signature(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> str | None:
@@ -280,6 +297,14 @@ class Family(ABC):
     ) -> StillFetcher | None:
         """Return a way to fetch a still without the stream, if the printer has one."""
         return None
+
+    def address(self, data: Mapping[str, Any]) -> str:
+        """Return where the printer is, for texts (never a credential)."""
+        host = str(data.get("host", ""))
+        port = data.get("port")
+        if port is None:
+            return host
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def device_info(self, data: Mapping[str, Any]) -> DeviceInfo:
         """Describe the printer's device from valid entry data.

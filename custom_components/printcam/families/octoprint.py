@@ -59,7 +59,6 @@ from custom_components.printcam.const import (
 from custom_components.printcam.discovery import is_ip_address, valid_host
 from custom_components.printcam.sources import (
     FrameSource,
-    InvalidAuth,
     ProtocolError,
     SourceError,
     SourceTimeout,
@@ -76,6 +75,7 @@ from .base import (
     Family,
     FormError,
     InvalidConfig,
+    WrongPrinter,
 )
 from .webcams import (
     HttpError,
@@ -248,6 +248,27 @@ class OctoPrintFamily(Family):
     ) -> Cameras:
         """Read the webcams from the API: one camera per MJPEG webcam."""
         return cameras_for(hass, await self._async_webcams(hass, data))
+
+    async def async_verify_identity(
+        self, hass: HomeAssistant, data: Mapping[str, Any], unique_id: str | None
+    ) -> None:
+        """Refuse another OctoPrint at the address (its uuid is not the entry's).
+
+        An entry known by its address, or a server that tells no uuid, is
+        taken as it is.
+        """
+        if not unique_id or unique_id.startswith(("http://", "https://")):
+            return  # known by an address: nothing to compare
+        base = server_url(data)
+        settings = await api_json(hass, base / "api/settings", data[CONF_API_KEY])
+        uuid = await self._async_uuid(
+            hass, base, settings if isinstance(settings, Mapping) else {}
+        )
+        if uuid is not None and uuid != unique_id:
+            raise WrongPrinter(
+                f"{base.host}:{base.port} is another OctoPrint ({uuid}), "
+                f"not {unique_id}"
+            )
 
     async def async_cameras_signature(
         self, hass: HomeAssistant, data: Mapping[str, Any]
@@ -435,14 +456,14 @@ class OctoPrintFamily(Family):
     async def async_verify_move(
         self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
     ) -> dict[str, Any] | None:
-        """Move the entry only when the new address tells the same uuid.
+        """Offer a move only when the new address tells the same uuid, keyless.
 
         Never moved: an entry configured by host name (it stays right
         wherever the printer's address goes) or with SSL (an announcement
-        names no scheme: moving, and asking the new address with the key,
-        would drop TLS). The uuid is asked without the key first
-        (``discovery.xml``, served by the plugin that announces); only a
-        server that does not serve it is asked ``/api/settings`` with the key.
+        names no scheme: moving would drop TLS). The uuid is asked without
+        the key (``discovery.xml``, served by the very plugin that
+        announces): an announcement is anyone's to send, so the key goes to
+        the new address only after the user confirmed the move.
         """
         if data.get(CONF_SSL) or not is_ip_address(str(data[CONF_HOST])):
             return None
@@ -451,9 +472,7 @@ class OctoPrintFamily(Family):
             return None
         base = server_url(moved)
         try:
-            uuid = await _async_xml_uuid(hass, base) or _settings_uuid(
-                await _settings_or_empty(hass, moved)
-            )
+            uuid = await _async_xml_uuid(hass, base)
         except SourceError as err:
             _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
             return None
@@ -502,16 +521,3 @@ async def _async_xml_uuid(hass: HomeAssistant, base: yarl.URL) -> str | None:
         return None
     match = _UUID_XML.search(xml)
     return match.group(1).lower() if match else None
-
-
-async def _settings_or_empty(
-    hass: HomeAssistant, data: Mapping[str, Any]
-) -> Mapping[str, Any]:
-    """Return ``/api/settings`` with the entry's key (for a uuid), {} if refused."""
-    try:
-        settings = await api_json(
-            hass, server_url(data) / "api/settings", data[CONF_API_KEY]
-        )
-    except InvalidAuth:
-        return {}
-    return settings if isinstance(settings, Mapping) else {}

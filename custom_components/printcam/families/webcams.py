@@ -245,7 +245,7 @@ async def api_request(
                 raise HttpError(
                     f"{where} answered HTTP {response.status}", response.status
                 )
-            body = await response.content.read(MAX_API_BYTES + 1)
+            body = await _read_bounded(response.content, MAX_API_BYTES + 1)
     except TimeoutError:
         raise SourceTimeout(f"{where} did not answer in {timeout:g} s") from None
     except (aiohttp.ClientError, OSError) as err:
@@ -253,6 +253,14 @@ async def api_request(
     if len(body) > MAX_API_BYTES:
         raise ProtocolError(f"{where} answered more than {MAX_API_BYTES} bytes")
     return body
+
+
+async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read the whole body, but never more than `limit` bytes."""
+    body = bytearray()
+    while len(body) < limit and (chunk := await content.read(limit - len(body))):
+        body += chunk
+    return bytes(body)
 
 
 async def api_json(
