@@ -1054,25 +1054,22 @@ async def test_zeroconf_asks_only_for_the_key(
 
 
 @needs_moonraker
-@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "api_key"])
 async def test_zeroconf_moves_a_printer_once_the_new_address_proves_its_uuid(
     hass: HomeAssistant,
     server_factory: ServerFactory,
     make_mjpeg_printer: PrinterFactory,
     caplog: pytest.LogCaptureFixture,
-    trusted: bool,
 ) -> None:
     nozzle_cam = await camera(make_mjpeg_printer)
     webcams = [MoonrakerWebcam(name="nozzle", stream_url=nozzle_cam.url)]
-    server = await server_factory(webcams=webcams, trusted=trusted)
-    key = "" if trusted else server.api_key
+    server = await server_factory(webcams=webcams)
     # Other Moonrakers: one that wants its own key, one that trusts anyone
     # (it tells its own uuid; a key it does not know it refuses, 401).
     locked = await server_factory(webcams=webcams, trusted=False)
     other = await server_factory(webcams=webcams)
     # The printer was at another port, where nothing answers now.
     old_port = closed_port()
-    entry = await set_up(hass, moonraker_entry(server, port=old_port, api_key=key))
+    entry = await set_up(hass, moonraker_entry(server, port=old_port))
     assert entry.state is ConfigEntryState.SETUP_RETRY
     properties = await server.zeroconf_properties()
 
@@ -1082,8 +1079,8 @@ async def test_zeroconf_moves_a_printer_once_the_new_address_proves_its_uuid(
         assert result["type"] is FlowResultType.ABORT
         assert result["reason"] == "already_configured"
         assert entry.data["port"] == old_port
-    # The one that answered told another uuid: said once, as a warning.
-    assert ("does not prove to be it" in caplog.text) is trusted
+    # The one that answered told another uuid: a warning.
+    assert "does not prove to be it" in caplog.text
 
     # Announced where it is now: proven through the API, moved, reloaded.
     result = await announce(hass, zeroconf_info(server.port, properties))
@@ -1093,7 +1090,7 @@ async def test_zeroconf_moves_a_printer_once_the_new_address_proves_its_uuid(
         "host": "127.0.0.1",
         "port": server.port,
         "ssl": False,
-        "api_key": key,
+        "api_key": "",
     }
     await until(lambda: entry.state is ConfigEntryState.LOADED, WAIT)
     assert "camera.voron_nozzle" in registered(hass, entry.entry_id)
@@ -1110,27 +1107,22 @@ async def test_zeroconf_moves_a_printer_once_the_new_address_proves_its_uuid(
 
 
 @needs_moonraker
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "design question, not changed here: moonraker.py async_verify_move "
-        "(and octoprint.py's) asks the announced address for the uuid with "
-        "the stored API key, so any device on the LAN announcing a known "
-        "printer's uuid (public in its TXT record) receives the key before it "
-        "proved anything; without sending it an untrusted printer cannot be "
-        "moved automatically"
-    ),
-)
-async def test_an_announcement_gets_no_key_before_its_address_proves_the_printer(
+async def test_an_announcement_gets_no_key_and_moves_no_printer_that_wants_one(
     hass: HomeAssistant,
     server_factory: ServerFactory,
     make_mjpeg_printer: PrinterFactory,
 ) -> None:
+    # An announcement is anyone's to send: the printer's uuid is public in
+    # its own TXT record. The new address is asked without the key, so a
+    # Moonraker that wants one (not trusting Home Assistant) cannot prove
+    # itself there and is not moved: it is reconfigured by hand.
     server = await server_factory(trusted=False)
     impostor = await make_mjpeg_printer()  # records every request's headers
+    old_port = closed_port()
     entry = await set_up(
-        hass, moonraker_entry(server, port=closed_port(), api_key=server.api_key)
+        hass, moonraker_entry(server, port=old_port, api_key=server.api_key)
     )
+    data = dict(entry.data)
     properties = await server.zeroconf_properties()
     result = await announce(hass, zeroconf_info(impostor.port, properties))
     assert result["reason"] == "already_configured"
@@ -1139,7 +1131,10 @@ async def test_an_announcement_gets_no_key_before_its_address_proves_the_printer
         server.api_key not in json.dumps(request.headers)
         for request in impostor.requests
     )
-    assert entry.data["port"] != impostor.port
+    result = await announce(hass, zeroconf_info(server.port, properties))
+    assert result["reason"] == "already_configured"
+    assert entry.data == data
+    assert entry.state is ConfigEntryState.SETUP_RETRY
 
 
 # --- reconfigure --------------------------------------------------------------------------
@@ -1450,7 +1445,7 @@ async def test_an_https_printer_announced_keeps_its_scheme_and_port(
     assert elsewhere is not None
     moved = await family.async_verify_move(hass, data, elsewhere)
     assert moved == {**data, "host": "192.168.1.80"}
-    assert asked == [moved]
+    assert asked == [{**moved, "api_key": ""}]  # proven without the key
     here = family.discovered(
         config_entries.SOURCE_ZEROCONF,
         zeroconf_info(7125, properties, host="192.168.1.70"),

@@ -356,10 +356,15 @@ class MoonrakerFamily(Family):
     async def async_verify_move(
         self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
     ) -> dict[str, Any] | None:
-        """Move the entry only when the new address tells the same uuid.
+        """Move the entry only when the new address tells the same uuid, keyless.
 
-        The announced port is Moonraker's plain HTTP one: an entry reached
-        over https keeps its scheme and port, only its host moves.
+        An announcement is anyone's to send (the uuid is public in the
+        printer's own TXT record): the new address is asked without the API
+        key, so only a Moonraker that trusts Home Assistant can prove itself
+        there. One that asks for a key proves nothing and is not moved
+        (reconfigure it). The announced port is Moonraker's plain HTTP one:
+        an entry reached over https keeps its scheme and port, only its host
+        moves.
         """
         announced = {k: v for k, v in discovered.data.items() if k != CONF_KIND}
         if data.get(CONF_SSL):
@@ -368,7 +373,7 @@ class MoonrakerFamily(Family):
         if moved == dict(data):
             return None
         try:
-            uuid = await _async_uuid(hass, moved)
+            uuid = await _async_uuid(hass, {**moved, CONF_API_KEY: ""})
         except SourceError as err:
             _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
             return None
