@@ -67,6 +67,7 @@ from .base import (
     Family,
     FormError,
     InvalidConfig,
+    WrongPrinter,
 )
 from .webcams import (
     HttpError,
@@ -213,6 +214,28 @@ class MoonrakerFamily(Family):
         found = cameras_for(hass, await self._async_with_fallback(hass, data, listed))
         return dataclasses.replace(found, signature=signature(listed))
 
+    async def async_verify_identity(
+        self, hass: HomeAssistant, data: Mapping[str, Any], unique_id: str | None
+    ) -> None:
+        """Refuse another Moonraker at the address (its uuid is not the entry's).
+
+        Two printers that swapped addresses would otherwise show each
+        other's webcams, and the entry's own entities would be removed. An
+        entry known by its address, or a server that tells no uuid, is taken
+        as it is.
+        """
+        if not unique_id or unique_id.startswith(("http://", "https://")):
+            return
+        try:
+            uuid = await _async_uuid(hass, data)
+        except (HttpError, ProtocolError) as err:  # database component off
+            _LOGGER.debug("%s tells no uuid: %s", data[CONF_HOST], err)
+            return
+        if uuid is not None and uuid != unique_id:
+            raise WrongPrinter(
+                f"{self.address(data)} is another Moonraker ({uuid}), not {unique_id}"
+            )
+
     async def async_cameras_signature(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> str | None:
@@ -339,17 +362,12 @@ class MoonrakerFamily(Family):
         host = str(info.ip_address)
         port = int(info.port or DEFAULT_PORT)
         title = f"Klipper {info.hostname.removesuffix('.local.') or host}"
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        data = {CONF_KIND: KIND_MOONRAKER, CONF_HOST: host, CONF_PORT: port}
         return Discovered(
             unique_id=uuid,
             title=title,
-            data={
-                CONF_KIND: KIND_MOONRAKER,
-                CONF_HOST: host,
-                CONF_PORT: port,
-                CONF_SSL: False,
-            },
-            placeholders={"name": title, "host": address},
+            data={**data, CONF_SSL: False},
+            placeholders={"name": title, "host": self.address(data)},
             confirm_step="discovery_confirm_moonraker",
         )
 
