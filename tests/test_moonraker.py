@@ -48,6 +48,7 @@ from custom_components.printcam.families.base import (
     Checked,
     InvalidConfig,
     SkippedWebcam,
+    WrongPrinter,
 )
 from custom_components.printcam.families.webcams import (
     MAX_API_BYTES,
@@ -1478,3 +1479,32 @@ async def test_a_moonraker_that_tells_no_uuid_is_known_by_its_address(
     assert isinstance(checked, Checked)
     assert checked.unique_id == "http://voron.lan:7125/"
     assert checked.summary == {"cameras": "front", "skipped": "none"}
+
+
+async def test_an_entry_known_by_its_address_or_a_server_without_uuid_is_taken_as_is(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: list[str | Exception | None] = [
+        HttpError("/server/database/item answered HTTP 404", 404),
+        None,
+        "abc123",
+        "def456",
+    ]
+
+    async def uuid(hass: HomeAssistant, data: Any) -> str | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(moonraker, "_async_uuid", uuid)
+    family = moonraker.MoonrakerFamily()
+    data = {"kind": "moonraker", "host": "192.168.1.70", "port": 7125, "ssl": False}
+    for unique_id in (None, "", "http://192.168.1.70:7125/"):
+        await family.async_verify_identity(hass, data, unique_id)
+    assert len(answers) == 4  # nothing asked
+    await family.async_verify_identity(hass, data, "abc123")  # no database
+    await family.async_verify_identity(hass, data, "abc123")  # no uuid in it
+    await family.async_verify_identity(hass, data, "abc123")  # the same
+    with pytest.raises(WrongPrinter, match=r"192\.168\.1\.70:7125 is another"):
+        await family.async_verify_identity(hass, data, "abc123")
