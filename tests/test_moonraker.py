@@ -363,14 +363,6 @@ async def test_untrusted_moonraker_needs_its_key_and_asks_again_when_it_changes(
 
 
 @needs_moonraker
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "startup.py _watch_webcams._check treats InvalidAuth like any "
-        "SourceError (debug log, no reauth): a key changed on the printer is "
-        "only noticed at the next restart or reload"
-    ),
-)
 async def test_a_key_refused_at_the_hourly_check_asks_for_the_new_one(
     hass: HomeAssistant,
     server_factory: ServerFactory,

@@ -214,6 +214,12 @@ def _watch_webcams(ctx: SetupContext, signature: str) -> None:
     async def _check(_now: datetime) -> None:
         try:
             now = await family.async_cameras_signature(hass, entry.data)
+        except InvalidAuth as err:
+            # The key was changed or revoked on the printer: ask for the new
+            # one now, not at the next restart.
+            _LOGGER.info("%s: %s", entry.title, err)
+            entry.async_start_reauth(hass)
+            return
         except SourceError as err:
             _LOGGER.debug("%s: webcams not checked: %s", entry.title, err)
             return
@@ -367,13 +373,21 @@ def async_clear_liveview_issue(hass: HomeAssistant, entry: PrintCamConfigEntry) 
 # --- running and undoing ---------------------------------------------------------
 
 
+def _host_for(ctx: SetupContext) -> str:
+    """Return where the printer is, for messages: its first camera, or its entry."""
+    if ctx.found is not None and ctx.found.cameras:
+        return ctx.found.cameras[0].source.host
+    try:
+        return family_for(ctx.entry.data).address(ctx.entry.data)
+    except InvalidConfig:
+        return ""
+
+
 def _config_entry_error(err: Exception, ctx: SetupContext) -> HomeAssistantError:
     """Translate a stage's failure into the Home Assistant exception for it."""
     placeholders = {
         "name": ctx.entry.title,
-        "host": ctx.found.cameras[0].source.host
-        if ctx.found is not None and ctx.found.cameras
-        else "",
+        "host": _host_for(ctx),
         "error": str(err),
     }
     cls: type[HomeAssistantError]
