@@ -25,7 +25,6 @@ import dataclasses
 import logging
 from typing import Any, Final
 
-from homeassistant.config_entries import SOURCE_ZEROCONF
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -35,7 +34,6 @@ from homeassistant.helpers.selector import (
     NumberSelectorConfig,
     NumberSelectorMode,
 )
-from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import voluptuous as vol
 import yarl
 
@@ -48,27 +46,12 @@ from custom_components.printcam.const import (
     KIND_MOONRAKER,
 )
 from custom_components.printcam.discovery import valid_host
-from custom_components.printcam.sources import (
-    FrameSource,
-    ProtocolError,
-    SourceError,
-    SourceTimeout,
-)
+from custom_components.printcam.sources import ProtocolError, SourceError, SourceTimeout
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 from custom_components.printcam.transform import Orientation
 
-from .base import (
-    PASSWORD,
-    TEXT,
-    Cameras,
-    Checked,
-    Discovered,
-    Draft,
-    Family,
-    FormError,
-    InvalidConfig,
-    WrongPrinter,
-)
+from .base import PASSWORD, TEXT, Cameras, Checked, Discovered, Draft, FormError
+from .printer_host import PrinterHostFamily, entered_key
 from .webcams import (
     HttpError,
     Webcam,
@@ -98,7 +81,6 @@ _SERVER_FIELDS: Final[dict[vol.Marker, Any]] = {
     vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT,
     vol.Required(CONF_SSL, default=False): BooleanSelector(),
 }
-_KEY_SCHEMA: Final = vol.Schema({vol.Optional(CONF_API_KEY): PASSWORD})
 
 
 class NoMjpegWebcam(SourceError):
@@ -173,33 +155,15 @@ def _address_id(data: Mapping[str, Any]) -> str:
     return str(server_url(data)).lower()
 
 
-class MoonrakerFamily(Family):
+class MoonrakerFamily(PrinterHostFamily):
     """A Klipper printer's Moonraker: every MJPEG webcam it lists."""
 
     kind = KIND_MOONRAKER
+    product = "Moonraker"
+    zeroconf_type = ZEROCONF_TYPE
+    default_port = DEFAULT_PORT
     user_schema = vol.Schema({**_SERVER_FIELDS, vol.Optional(CONF_API_KEY): PASSWORD})
-    reauth_schema = _KEY_SCHEMA
     reconfigure_schema = vol.Schema(_SERVER_FIELDS)
-
-    # --- the entry
-
-    def validate_data(self, data: Mapping[str, Any]) -> None:
-        """Refuse data without an address or a port."""
-        if not isinstance(data.get(CONF_HOST), str) or not data[CONF_HOST]:
-            raise InvalidConfig("host is missing")
-        port = data.get(CONF_PORT)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise InvalidConfig("the port is not a TCP port number")
-
-    def unique_id(self, data: Mapping[str, Any]) -> str | None:
-        """Return None: the server tells its uuid (`async_check`)."""
-        return None
-
-    def create_source(
-        self, hass: HomeAssistant, data: Mapping[str, Any]
-    ) -> FrameSource:
-        """Not used: every camera comes from `async_cameras`."""
-        raise NotImplementedError
 
     async def async_cameras(
         self, hass: HomeAssistant, data: Mapping[str, Any]
@@ -214,39 +178,14 @@ class MoonrakerFamily(Family):
         found = cameras_for(hass, await self._async_with_fallback(hass, data, listed))
         return dataclasses.replace(found, signature=signature(listed))
 
-    async def async_verify_identity(
-        self, hass: HomeAssistant, data: Mapping[str, Any], unique_id: str | None
-    ) -> None:
-        """Refuse another Moonraker at the address (its uuid is not the entry's).
-
-        Two printers that swapped addresses would otherwise show each
-        other's webcams, and the entry's own entities would be removed. An
-        entry known by its address, or a server that tells no uuid, is taken
-        as it is.
-        """
-        if not unique_id or unique_id.startswith(("http://", "https://")):
-            return
-        try:
-            uuid = await _async_uuid(hass, data)
-        except (HttpError, ProtocolError) as err:  # database component off
-            _LOGGER.debug("%s tells no uuid: %s", data[CONF_HOST], err)
-            return
-        if uuid is not None and uuid != unique_id:
-            raise WrongPrinter(
-                f"{self.address(data)} is another Moonraker ({uuid}), not {unique_id}"
-            )
-
-    async def async_cameras_signature(
+    async def _async_server_uuid(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> str | None:
-        """Return what the API lists now (an hourly check compares it).
-
-        Without probing :8080: that camera may serve one client (mjpg-streamer
-        on a K1), and while it is busy or down a probe would read "no
-        webcam" and reload the entry, cutting its viewers off; its own
-        stream state shows it down.
-        """
-        return signature(await self._async_listed(hass, data))
+        try:
+            return await _async_uuid(hass, data)
+        except (HttpError, ProtocolError) as err:  # database component off
+            _LOGGER.debug("%s tells no uuid: %s", data[CONF_HOST], err)
+            return None
 
     async def _async_listed(
         self, hass: HomeAssistant, data: Mapping[str, Any]
@@ -285,7 +224,7 @@ class MoonrakerFamily(Family):
     def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
         """Return the server's data (the key may stay empty: trusted client)."""
         data = self._server_data(user_input)
-        data[CONF_API_KEY] = str(user_input.get(CONF_API_KEY) or "").strip()
+        data[CONF_API_KEY] = entered_key(user_input)
         return Draft(title=f"Klipper {data[CONF_HOST]}", data=data)
 
     @staticmethod
@@ -298,25 +237,6 @@ class MoonrakerFamily(Family):
             CONF_PORT: int(user_input[CONF_PORT]),
             CONF_SSL: bool(user_input[CONF_SSL]),
         }
-
-    def parse_reauth(
-        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Return the data with the new key."""
-        return {**data, CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip()}
-
-    def parse_reconfigure(
-        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Return the data at the new address, with the stored key."""
-        return {
-            **self._server_data(user_input),
-            CONF_API_KEY: data.get(CONF_API_KEY, ""),
-        }
-
-    def reconfigure_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Start with the stored address."""
-        return {key: data[key] for key in (CONF_HOST, CONF_PORT, CONF_SSL)}
 
     # --- checking
 
@@ -352,13 +272,9 @@ class MoonrakerFamily(Family):
 
     def discovered(self, source: str, info: object) -> Discovered | None:
         """Describe a Moonraker announced over zeroconf (uuid, port)."""
-        if source != SOURCE_ZEROCONF or not isinstance(info, ZeroconfServiceInfo):
+        if (info := self._announced(source, info)) is None:
             return None
-        if info.type != ZEROCONF_TYPE:
-            return None
-        uuid = str(info.properties.get("uuid") or "").lower()
-        if not uuid:
-            return None
+        uuid = str(info.properties["uuid"]).lower()
         host = str(info.ip_address)
         port = int(info.port or DEFAULT_PORT)
         title = f"Klipper {info.hostname.removesuffix('.local.') or host}"
@@ -371,43 +287,24 @@ class MoonrakerFamily(Family):
             confirm_step="discovery_confirm_moonraker",
         )
 
-    async def async_verify_move(
-        self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
+    def _moved(
+        self, data: Mapping[str, Any], discovered: Discovered
     ) -> dict[str, Any] | None:
-        """Move the entry only when the new address tells the same uuid, keyless.
-
-        An announcement is anyone's to send (the uuid is public in the
-        printer's own TXT record): the new address is asked without the API
-        key, so only a Moonraker that trusts Home Assistant can prove itself
-        there. One that asks for a key proves nothing and is not moved
-        (reconfigure it). The announced port is Moonraker's plain HTTP one:
-        an entry reached over https keeps its scheme and port, only its host
-        moves.
-        """
-        announced = {k: v for k, v in discovered.data.items() if k != CONF_KIND}
+        """Move an https entry's host only (the announced port is plain HTTP's)."""
         if data.get(CONF_SSL):
-            announced = {CONF_HOST: announced[CONF_HOST]}
-        moved = {**data, **announced}
-        if moved == dict(data):
-            return None
-        try:
-            uuid = await _async_uuid(hass, {**moved, CONF_API_KEY: ""})
-        except SourceError as err:
-            _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
-            return None
-        if uuid != discovered.unique_id:
-            _LOGGER.warning(
-                "Ignoring the announcement of Moonraker %s at %s: the server "
-                "there does not prove to be it",
-                discovered.unique_id,
-                discovered.data[CONF_HOST],
-            )
-            return None
-        return moved
+            host = discovered.data[CONF_HOST]
+            return None if host == data[CONF_HOST] else {**data, CONF_HOST: host}
+        return super()._moved(data, discovered)
 
-    def discovery_schema(self, discovered: Discovered) -> vol.Schema:
-        """Ask only for the key (empty for a trusted client)."""
-        return _KEY_SCHEMA
+    async def _async_keyless_uuid(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> str | None:
+        """Return the instance uuid asked without a key (a trusting Moonraker).
+
+        One that asks for a key proves nothing and is not moved (reconfigure
+        it).
+        """
+        return await _async_uuid(hass, {**data, CONF_API_KEY: ""})
 
     def parse_discovery(
         self, discovered: Discovered, user_input: Mapping[str, Any]
@@ -415,7 +312,7 @@ class MoonrakerFamily(Family):
         """Return the announced server's data with the key entered."""
         data = {
             **discovered.data,
-            CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip(),
+            CONF_API_KEY: entered_key(user_input),
         }
         return Draft(title=discovered.title, data=data)
 

@@ -34,7 +34,6 @@ import logging
 import re
 from typing import Any, Final
 
-from homeassistant.config_entries import SOURCE_ZEROCONF
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
@@ -43,7 +42,6 @@ from homeassistant.helpers.selector import (
     NumberSelectorConfig,
     NumberSelectorMode,
 )
-from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import voluptuous as vol
 import yarl
 
@@ -57,12 +55,7 @@ from custom_components.printcam.const import (
     KIND_OCTOPRINT,
 )
 from custom_components.printcam.discovery import is_ip_address, valid_host
-from custom_components.printcam.sources import (
-    FrameSource,
-    ProtocolError,
-    SourceError,
-    SourceTimeout,
-)
+from custom_components.printcam.sources import ProtocolError, SourceError, SourceTimeout
 from custom_components.printcam.transform import Orientation
 
 from .base import (
@@ -72,11 +65,10 @@ from .base import (
     Checked,
     Discovered,
     Draft,
-    Family,
     FormError,
     InvalidConfig,
-    WrongPrinter,
 )
+from .printer_host import PrinterHostFamily, entered_key
 from .webcams import (
     HttpError,
     Webcam,
@@ -86,7 +78,6 @@ from .webcams import (
     cameras_for,
     no_mjpeg_message,
     resolve_url,
-    signature,
     summary,
 )
 
@@ -114,7 +105,6 @@ _SERVER_FIELDS: Final[dict[vol.Marker, Any]] = {
     vol.Required(CONF_SSL, default=False): BooleanSelector(),
     vol.Required(CONF_PATH, default="/"): TEXT,
 }
-_KEY_SCHEMA: Final = vol.Schema({vol.Optional(CONF_API_KEY): PASSWORD})
 
 
 class WebcamPermission(SourceError):
@@ -213,70 +203,41 @@ def _address_id(data: Mapping[str, Any]) -> str:
     return str(server_url(data)).lower()
 
 
-class OctoPrintFamily(Family):
+class OctoPrintFamily(PrinterHostFamily):
     """An OctoPrint server: every MJPEG webcam it lists."""
 
     kind = KIND_OCTOPRINT
+    product = "OctoPrint"
+    zeroconf_type = ZEROCONF_TYPE
+    default_port = DEFAULT_PORT
+    server_keys = (CONF_HOST, CONF_PORT, CONF_SSL, CONF_PATH)
     user_schema = vol.Schema({**_SERVER_FIELDS, vol.Optional(CONF_API_KEY): PASSWORD})
-    reauth_schema = _KEY_SCHEMA
     reconfigure_schema = vol.Schema(_SERVER_FIELDS)
 
     # --- the entry
 
     def validate_data(self, data: Mapping[str, Any]) -> None:
         """Refuse data without an address, a port or a key."""
-        if not isinstance(data.get(CONF_HOST), str) or not data[CONF_HOST]:
-            raise InvalidConfig("host is missing")
-        port = data.get(CONF_PORT)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise InvalidConfig("the port is not a TCP port number")
+        super().validate_data(data)
         if not isinstance(data.get(CONF_API_KEY), str) or not data[CONF_API_KEY]:
             raise InvalidConfig("api_key is missing")
-
-    def unique_id(self, data: Mapping[str, Any]) -> str | None:
-        """Return None: the server tells its uuid (`async_check`)."""
-        return None
-
-    def create_source(
-        self, hass: HomeAssistant, data: Mapping[str, Any]
-    ) -> FrameSource:
-        """Not used: every camera comes from `async_cameras`."""
-        raise NotImplementedError
 
     async def async_cameras(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> Cameras:
         """Read the webcams from the API: one camera per MJPEG webcam."""
-        return cameras_for(hass, await self._async_webcams(hass, data))
+        return cameras_for(hass, await self._async_listed(hass, data))
 
-    async def async_verify_identity(
-        self, hass: HomeAssistant, data: Mapping[str, Any], unique_id: str | None
-    ) -> None:
-        """Refuse another OctoPrint at the address (its uuid is not the entry's).
-
-        An entry known by its address, or a server that tells no uuid, is
-        taken as it is.
-        """
-        if not unique_id or unique_id.startswith(("http://", "https://")):
-            return  # known by an address: nothing to compare
-        base = server_url(data)
-        settings = await api_json(hass, base / "api/settings", data[CONF_API_KEY])
-        uuid = await self._async_uuid(
-            hass, base, settings if isinstance(settings, Mapping) else {}
-        )
-        if uuid is not None and uuid != unique_id:
-            raise WrongPrinter(
-                f"{base.host}:{base.port} is another OctoPrint ({uuid}), "
-                f"not {unique_id}"
-            )
-
-    async def async_cameras_signature(
+    async def _async_server_uuid(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> str | None:
-        """Return what the API lists now (an hourly check compares it)."""
-        return signature(await self._async_webcams(hass, data))
+        base = server_url(data)
+        settings = await api_json(hass, base / "api/settings", data[CONF_API_KEY])
+        return await self._async_uuid(
+            hass, base, settings if isinstance(settings, Mapping) else {}
+        )
 
-    async def _async_webcams(
+    async def _async_listed(
         self, hass: HomeAssistant, data: Mapping[str, Any]
     ) -> list[Webcam]:
         base = server_url(data)
@@ -298,7 +259,7 @@ class OctoPrintFamily(Family):
     def parse_user(self, user_input: Mapping[str, Any]) -> Draft:
         """Return the server's data (an empty key: ask OctoPrint for one)."""
         data = self._server_data(user_input)
-        data[CONF_API_KEY] = str(user_input.get(CONF_API_KEY) or "").strip()
+        data[CONF_API_KEY] = entered_key(user_input)
         data[_FALLBACK_ID] = _address_id(data)
         return Draft(title=f"OctoPrint {data[CONF_HOST]}", data=data)
 
@@ -313,22 +274,6 @@ class OctoPrintFamily(Family):
             CONF_SSL: bool(user_input[CONF_SSL]),
             CONF_PATH: normalize_path(str(user_input.get(CONF_PATH) or "/")),
         }
-
-    def parse_reauth(
-        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Return the data with the new key (empty: ask OctoPrint for one)."""
-        return {**data, CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip()}
-
-    def parse_reconfigure(
-        self, data: Mapping[str, Any], user_input: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Return the data at the new address, with the stored key."""
-        return {**self._server_data(user_input), CONF_API_KEY: data[CONF_API_KEY]}
-
-    def reconfigure_suggested(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Start with the stored address."""
-        return {key: data[key] for key in (CONF_HOST, CONF_PORT, CONF_SSL, CONF_PATH)}
 
     # --- checking
 
@@ -429,13 +374,9 @@ class OctoPrintFamily(Family):
 
     def discovered(self, source: str, info: object) -> Discovered | None:
         """Describe an OctoPrint announced over zeroconf (uuid, path, port)."""
-        if source != SOURCE_ZEROCONF or not isinstance(info, ZeroconfServiceInfo):
+        if (info := self._announced(source, info)) is None:
             return None
-        if info.type != ZEROCONF_TYPE:
-            return None
-        uuid = str(info.properties.get("uuid") or "").lower()
-        if not uuid:
-            return None
+        uuid = str(info.properties["uuid"]).lower()
         host = str(info.ip_address)
         path = normalize_path(str(info.properties.get("path") or "/"))
         title = f"OctoPrint {info.hostname.removesuffix('.local.') or host}"
@@ -453,42 +394,23 @@ class OctoPrintFamily(Family):
             confirm_step="discovery_confirm_octoprint",
         )
 
-    async def async_verify_move(
-        self, hass: HomeAssistant, data: Mapping[str, Any], discovered: Discovered
+    def _moved(
+        self, data: Mapping[str, Any], discovered: Discovered
     ) -> dict[str, Any] | None:
-        """Offer a move only when the new address tells the same uuid, keyless.
+        """Never move an entry configured by host name or with SSL.
 
-        Never moved: an entry configured by host name (it stays right
-        wherever the printer's address goes) or with SSL (an announcement
-        names no scheme: moving would drop TLS). The uuid is asked without
-        the key (``discovery.xml``, served by the very plugin that
-        announces): an announcement is anyone's to send, so the key goes to
-        the new address only after the user confirmed the move.
+        A host name stays right wherever the printer's address goes; an
+        announcement names no scheme, so moving would drop TLS.
         """
         if data.get(CONF_SSL) or not is_ip_address(str(data[CONF_HOST])):
             return None
-        moved = {**data, **{k: v for k, v in discovered.data.items() if k != CONF_KIND}}
-        if moved == dict(data):
-            return None
-        base = server_url(moved)
-        try:
-            uuid = await _async_xml_uuid(hass, base)
-        except SourceError as err:
-            _LOGGER.debug("Not moving %s: %s", data[CONF_HOST], err)
-            return None
-        if uuid != discovered.unique_id:
-            _LOGGER.warning(
-                "Ignoring the announcement of OctoPrint %s at %s: the server "
-                "there does not prove to be it",
-                discovered.unique_id,
-                discovered.data[CONF_HOST],
-            )
-            return None
-        return moved
+        return super()._moved(data, discovered)
 
-    def discovery_schema(self, discovered: Discovered) -> vol.Schema:
-        """Ask only for the key (empty: ask OctoPrint for one)."""
-        return _KEY_SCHEMA
+    async def _async_keyless_uuid(
+        self, hass: HomeAssistant, data: Mapping[str, Any]
+    ) -> str | None:
+        """Return the uuid of ``discovery.xml``, served by the plugin that announces."""
+        return await _async_xml_uuid(hass, server_url(data))
 
     def parse_discovery(
         self, discovered: Discovered, user_input: Mapping[str, Any]
@@ -496,7 +418,7 @@ class OctoPrintFamily(Family):
         """Return the announced server's data with the key entered."""
         data = {
             **discovered.data,
-            CONF_API_KEY: str(user_input.get(CONF_API_KEY) or "").strip(),
+            CONF_API_KEY: entered_key(user_input),
             _FALLBACK_ID: discovered.unique_id,
         }
         return Draft(title=discovered.title, data=data)
