@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from homeassistant.components.camera import Camera
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamCoordinatorEntity
-from .mjpeg import CONTENT_TYPE
-from .viewer import ChunkFramer, TransportViewer
+from .serve import serve_viewer
+from .viewer import ChunkFramer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,32 +66,10 @@ class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
     ) -> web.StreamResponse | None:
         """Serve the shared stream to one viewer until it or the entry leaves.
 
-        After the response head, parts go straight from the fan-out loop to
-        this viewer's socket (see viewer.py): no per-viewer task or queue.
+        A printer that refused the credentials or changed its certificate
+        gets no new login until the entry is fixed: Home Assistant answers
+        502 and the stream state says why.
         """
-        if self.shared_stream.blocked:
-            # The printer refused the credentials or its certificate changed:
-            # no new login until the entry is fixed (Home Assistant answers
-            # 502 and the stream state says why).
-            return None
-        response = web.StreamResponse()
-        response.content_type = CONTENT_TYPE
-        response.headers[hdrs.CACHE_CONTROL] = "no-store"
-        await response.prepare(request)
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return response
-        chunked = response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
-        viewer = TransportViewer(transport, framer=self._framer if chunked else None)
-        try:
-            await self.shared_stream.async_watch(viewer)
-        except RuntimeError as err:  # the entry is closing
-            _LOGGER.debug("%s: viewer refused: %s", self.entity_id, err)
-        _LOGGER.debug(
-            "%s: viewer ended (%s): %d frames, %d skipped",
-            self.entity_id,
-            viewer.end_reason,
-            viewer.delivered,
-            viewer.skipped,
+        return await serve_viewer(
+            request, self.shared_stream, self._framer, self.entity_id
         )
-        return response
