@@ -25,6 +25,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+import voluptuous as vol
 
 from custom_components.printcam import discovery
 from custom_components.printcam.const import DOMAIN
@@ -1067,7 +1068,11 @@ async def test_options_form_per_model(hass: HomeAssistant) -> None:
         entry.add_to_hass(hass)
         result = await hass.config_entries.options.async_init(entry.entry_id)
         forms[model] = [str(key) for key in result["data_schema"].schema]
-        defaults = {str(key): key.default() for key in result["data_schema"].schema}
+        defaults = {
+            str(key): key.default()
+            for key in result["data_schema"].schema
+            if key.default is not vol.UNDEFINED
+        }
         if model == "X1C":
             assert defaults["transcode_fps"] == 15
             assert defaults["jpeg_quality"] == 90
@@ -1082,7 +1087,14 @@ async def test_options_form_per_model(hass: HomeAssistant) -> None:
             assert entry.options["keep_warm"] is True  # an entity's option kept
         else:
             hass.config_entries.options.async_abort(result["flow_id"])
-    common = ["idle_grace_s", "still_hold_s", "stall_s"]
+    common = [
+        "idle_grace_s",
+        "still_hold_s",
+        "stall_s",
+        "restream",
+        "restream_stream_source",
+        "restream_rotate",
+    ]
     assert forms["X1C"] == ["transcode_fps", "jpeg_quality", "output_size", *common]
     assert forms["P1S"] == ["max_fps", *common]
 

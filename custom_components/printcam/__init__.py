@@ -17,6 +17,7 @@ from .const import DOMAIN
 from .data import PrintCamConfigEntry
 from .families import FAMILIES
 from .families.mjpeg import async_migrate_unique_id
+from .restream import async_setup_restream
 from .startup import async_setup_staged, async_unload_staged
 
 _LOGGER = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Start each family's discovery (never fails setup)."""
+    """Register the restream view; start each family's discovery (never fails)."""
+    async_setup_restream(hass)
     for family in FAMILIES.values():
         try:
             await family.async_setup_discovery(hass)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from homeassistant.components.camera import Camera
+from homeassistant.components.camera import Camera, CameraEntityFeature
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .const import CONF_RESTREAM_STREAM_SOURCE
 from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamCoordinatorEntity
+from .restream import STREAM_FILE, camera_path, restream_token
 from .serve import serve_viewer
 from .viewer import ChunkFramer
 
@@ -42,6 +44,9 @@ class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
         Camera.__init__(self)
         if camera.name is not None:
             self._attr_name = camera.name
+        first = camera is entry.runtime_data.cameras[0]
+        self._restream_key = None if first else camera.key
+        """The camera's part of its restream URL (none for the first)."""
         self.content_type = "image/jpeg"
         self._framer = ChunkFramer()
         """Frames each part as an HTTP/1.1 chunk once for every viewer."""
@@ -54,6 +59,32 @@ class PrintCamCamera(PrintCamCoordinatorEntity, Camera):
         if streaming != self._attr_is_streaming:
             self._attr_is_streaming = streaming
             self.async_write_ha_state()
+
+    @property
+    def supported_features(self) -> CameraEntityFeature:
+        """Offer a stream source only when it is PrintCam's restream."""
+        if self._restream_source() is None:
+            return CameraEntityFeature(0)
+        return CameraEntityFeature.STREAM
+
+    async def stream_source(self) -> str | None:
+        """Return the restream URL on loopback, when the entry's options say so.
+
+        Home Assistant's stream and go2rtc integrations then take PrintCam's
+        shared stream instead of opening their own printer connection.
+        """
+        return self._restream_source()
+
+    def _restream_source(self) -> str | None:
+        options = self.entry.options
+        token = restream_token(options)
+        if token is None or not options.get(CONF_RESTREAM_STREAM_SOURCE):
+            return None
+        api = self.hass.config.api
+        scheme = "https" if api is not None and api.use_ssl else "http"
+        port = api.port if api is not None else self.hass.http.server_port
+        path = camera_path(token, self._restream_key, STREAM_FILE)
+        return f"{scheme}://127.0.0.1:{port}{path}"
 
     async def async_camera_image(
         self, width: int | None = None, height: int | None = None

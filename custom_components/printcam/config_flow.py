@@ -29,7 +29,13 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.helpers.typing import DiscoveryInfoType
 import voluptuous as vol
 
-from .const import DOMAIN, VALIDATE_TIMEOUT
+from .const import (
+    CONF_RESTREAM,
+    CONF_RESTREAM_ROTATE,
+    CONF_RESTREAM_TOKEN,
+    DOMAIN,
+    VALIDATE_TIMEOUT,
+)
 from .data import PrintCamConfigEntry
 from .families import (
     FAMILIES,
@@ -41,6 +47,7 @@ from .families import (
     family_for,
 )
 from .families.base import SOURCE_FORM_ERRORS
+from .restream import new_token, restream_urls
 
 # Re-exported: it was defined here and tests still import it from here.
 from .sources import SourceError
@@ -529,17 +536,24 @@ class PrintCamOptionsFlow(OptionsFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show and store the options of the entry's family."""
+        entry = self.config_entry
         if user_input is not None:
             # Keep options owned by entities (keep_warm) intact.
-            return self.async_create_entry(
-                data={**self.config_entry.options, **user_input}
-            )
+            options = {**entry.options, **user_input}
+            rotate = options.pop(CONF_RESTREAM_ROTATE, False)
+            if not options.get(CONF_RESTREAM):
+                options.pop(CONF_RESTREAM_TOKEN, None)  # its URLs stop
+            elif rotate or not options.get(CONF_RESTREAM_TOKEN):
+                options[CONF_RESTREAM_TOKEN] = new_token()
+            return self.async_create_entry(data=options)
+        urls = restream_urls(self.hass, entry, entry.options)
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(
-                family_for(self.config_entry.data).options_schema(
-                    self.config_entry.data
-                ),
-                self.config_entry.options,
+                family_for(entry.data).options_schema(entry.data),
+                {**entry.options, CONF_RESTREAM_ROTATE: False},
             ),
+            description_placeholders={
+                "restream_urls": "\n".join(f"- `{url}`" for url in urls) or "(off)"
+            },
         )

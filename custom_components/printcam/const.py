@@ -32,6 +32,12 @@ CONF_IDLE_GRACE_S: Final = "idle_grace_s"
 CONF_STILL_HOLD_S: Final = "still_hold_s"
 CONF_STALL_S: Final = "stall_s"
 CONF_KEEP_WARM: Final = "keep_warm"
+# Restream (a stable URL per printer for go2rtc, Frigate, Obico, ...).
+CONF_RESTREAM: Final = "restream"
+CONF_RESTREAM_STREAM_SOURCE: Final = "restream_stream_source"
+CONF_RESTREAM_ROTATE: Final = "restream_rotate"
+"""Options-flow action, never stored: a new token."""
+CONF_RESTREAM_TOKEN: Final = "restream_token"  # noqa: S105 - a key, not a secret
 # Transcoding options (Bambu Lab X1 / H2 / P2S: H.264 -> JPEG by ffmpeg).
 CONF_TRANSCODE_FPS: Final = "transcode_fps"
 CONF_JPEG_QUALITY: Final = "jpeg_quality"

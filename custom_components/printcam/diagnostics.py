@@ -18,13 +18,15 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
-from .const import CONF_PASSWORD, CONF_STILL_URL, CONF_USERNAME
+from .const import CONF_PASSWORD, CONF_RESTREAM_TOKEN, CONF_STILL_URL, CONF_USERNAME
 from .data import CameraData, PrintCamConfigEntry
 from .redact import redact_text, url_secrets
 from .stream import PrintCamStream, StreamSnapshot
 from .viewer import TransportViewer
 
-TO_REDACT: Final = frozenset({CONF_PASSWORD, CONF_USERNAME, "access_code", "api_key"})
+TO_REDACT: Final = frozenset(
+    {CONF_PASSWORD, CONF_USERNAME, "access_code", "api_key", CONF_RESTREAM_TOKEN}
+)
 MIN_SECRET_LENGTH: Final = 4
 """Shorter secrets are redacted by key and in URLs, not searched in text."""
 
@@ -104,7 +106,7 @@ async def async_get_config_entry_diagnostics(
             "unique_id": entry.unique_id,
             "data": async_redact_data(dict(entry.data), TO_REDACT),
         },
-        "options": dict(entry.options),
+        "options": async_redact_data(dict(entry.options), TO_REDACT),
         **_camera(entry, runtime.cameras[0]),
     }
     if any(camera.key is not None for camera in runtime.cameras):
@@ -114,7 +116,8 @@ async def async_get_config_entry_diagnostics(
         ]
     if runtime.skipped:
         diagnostics["skipped_webcams"] = [asdict(webcam) for webcam in runtime.skipped]
-    result: dict[str, Any] = _scrub(diagnostics, _secrets(entry.data))
+    secrets = _secrets({**entry.data, **entry.options})
+    result: dict[str, Any] = _scrub(diagnostics, secrets)
     return result
 
 

@@ -25,6 +25,7 @@ from homeassistant.exceptions import (
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 
+from . import restream
 from .const import DOMAIN, PROBE_TIMEOUT
 from .coordinator import PrintCamCoordinator
 from .data import CameraData, PrintCamData, SetupContext, Stage
@@ -162,6 +163,7 @@ async def _register_stream(ctx: SetupContext) -> None:
 
     async def _on_update(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
         # Options apply live: no reload, viewers keep their stream.
+        restream.async_entry_updated(hass, entry)
         family = family_for(entry.data)
         for camera in ctx.cameras:
             stream = camera.stream
@@ -170,6 +172,8 @@ async def _register_stream(ctx: SetupContext) -> None:
                 stream.restart()  # a new transcode needs a new session
 
     ctx.cleanups.append(entry.add_update_listener(_on_update))
+    restream.async_entry_updated(hass, entry)
+    ctx.cleanups.append(lambda: restream.async_entry_unloaded(hass, entry))
     _watch_webcams(ctx, found.signature)
     for camera in ctx.cameras:
         camera.stream.start_keep_warm()

@@ -140,7 +140,7 @@ _DISCOVERY_SCHEMA_WITH_MODEL: Final = _ACCESS_CODE_SCHEMA.extend(
     {vol.Required(CONF_MODEL): _MODEL}
 )
 _REQUIRED: Final = (CONF_HOST, CONF_SERIAL, CONF_ACCESS_CODE, CONF_CERT_SHA256)
-TRANSCODE_OPTIONS: Final = {
+TRANSCODE_OPTIONS: Final[dict[vol.Marker, Any]] = {
     vol.Required(CONF_TRANSCODE_FPS, default=DEFAULT_TRANSCODE_FPS): NumberSelector(
         NumberSelectorConfig(
             min=0,

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Final
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -33,6 +34,9 @@ import voluptuous as vol
 from custom_components.printcam.const import (
     CONF_IDLE_GRACE_S,
     CONF_MAX_FPS,
+    CONF_RESTREAM,
+    CONF_RESTREAM_ROTATE,
+    CONF_RESTREAM_STREAM_SOURCE,
     CONF_STALL_S,
     CONF_STILL_HOLD_S,
     DEFAULT_IDLE_GRACE_S,
@@ -83,17 +87,21 @@ def _seconds(minimum: float, maximum: float) -> NumberSelector:
     )
 
 
-MAX_FPS_OPTION: Final = {
+MAX_FPS_OPTION: Final[dict[vol.Marker, Any]] = {
     vol.Required(CONF_MAX_FPS, default=DEFAULT_MAX_FPS): NumberSelector(
         NumberSelectorConfig(min=0, max=60, step=0.5, mode=NumberSelectorMode.BOX)
     )
 }
 """The fan-out's frame rate cap: frames beyond it are not sent to viewers."""
-STREAM_OPTIONS: Final = {
+STREAM_OPTIONS: Final[dict[vol.Marker, Any]] = {
     vol.Required(CONF_IDLE_GRACE_S, default=DEFAULT_IDLE_GRACE_S): _seconds(0, 600),
     vol.Required(CONF_STILL_HOLD_S, default=DEFAULT_STILL_HOLD_S): _seconds(0, 3600),
     # At least 1 s: below that a camera's normal jitter reads as stalls.
     vol.Required(CONF_STALL_S, default=DEFAULT_STALL_S): _seconds(1, 600),
+    # Off unless set: entries that never used them keep their options as they were.
+    vol.Optional(CONF_RESTREAM): BooleanSelector(),
+    vol.Optional(CONF_RESTREAM_STREAM_SOURCE): BooleanSelector(),
+    vol.Optional(CONF_RESTREAM_ROTATE): BooleanSelector(),
 }
 """How the shared stream holds its connection: the same for every family."""
 OPTIONS_SCHEMA: Final = vol.Schema({**MAX_FPS_OPTION, **STREAM_OPTIONS})
