@@ -21,7 +21,7 @@ import re
 import time
 from typing import Any
 
-from playwright.sync_api import Locator, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError, Locator, Page, sync_playwright
 import pytest
 
 from printer_sim.demo import ROOT
@@ -63,6 +63,24 @@ def log_in(page: Page, base: str, username: str, password: str) -> None:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/profile/general"))
     page.locator("ha-settings-row").first.wait_for()
+
+
+def shot(img: Locator) -> bytes:
+    """Return a screenshot of a camera picture.
+
+    The frontend may re-render a card (its JavaScript context replaced) while
+    a screenshot scrolls to it: that attempt is repeated once the picture
+    shows again, which is the state the test wants to look at.
+    """
+    for _ in range(3):
+        try:
+            return img.screenshot()
+        except PlaywrightError as err:
+            if "context" not in str(err):
+                raise
+            print(f"e2e: re-rendered while taking a screenshot ({err.message[:80]})")  # noqa: T201
+            img.wait_for()
+    return img.screenshot()
 
 
 def camera_images(page: Page, cameras: dict[str, str]) -> dict[str, Locator]:
@@ -152,12 +170,12 @@ def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
         images = [camera_images(page, info.cameras) for page in pages]
 
         # Every tab shows every picture moving.
-        shots = [{key: img.screenshot() for key, img in tab.items()} for tab in images]
+        shots = [{key: shot(img) for key, img in tab.items()} for tab in images]
         for number, (tab, old) in enumerate(zip(images, shots, strict=True), 1):
             for key, img in tab.items():
                 wait_until(
                     f"the {key} camera changes in tab {number}",
-                    lambda img=img, old=old[key]: (img.screenshot() != old, None),
+                    lambda img=img, old=old[key]: (shot(img) != old, None),
                     WATCH_S,
                 )
 

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from custom_components.printcam.mjpeg import MjpegParser
 
-from .base import Backoff, CannotConnect, FrameSource, SourceError, SourceTimeout
+from .base import (
+    Backoff,
+    CannotConnect,
+    FrameSource,
+    SourceError,
+    SourceTimeout,
+    wait_despite_cancel,
+)
 from .rtsps_relay import RtspsRelay
 
 if TYPE_CHECKING:
@@ -222,7 +229,7 @@ class BambuRtspsSource(FrameSource):
             finally:
                 try:
                     if stderr_task is not None:
-                        await asyncio.wait({stderr_task})
+                        await wait_despite_cancel(stderr_task)
                 finally:
                     await relay.close()
 
@@ -262,8 +269,4 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
     task = asyncio.get_running_loop().create_task(stop(), name="printcam ffmpeg stop")
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait({task})
-        raise
+    await wait_despite_cancel(task)

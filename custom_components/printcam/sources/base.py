@@ -28,6 +28,24 @@ BACKOFF_RESET_AFTER = 60.0
 """A connection that delivered frames for this long resets the backoff."""
 
 
+async def wait_despite_cancel(task: asyncio.Task[Any]) -> None:
+    """Wait until `task` is done, even if the caller is cancelled meanwhile.
+
+    For closing work that must finish before anything else may connect (a
+    one-client printer): a restart and a shutdown may both cancel the
+    caller, and neither may leave a socket closing in the background. The
+    cancellation is re-raised once the task is done.
+    """
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class SourceError(Exception):
     """A camera source failed. `reason` is a stable, translatable key.
 

@@ -72,6 +72,7 @@ from .base import (
     ProtocolError,
     SourceError,
     SourceTimeout,
+    wait_despite_cancel,
 )
 from .mjpeg_http import _DigestAuth, _parse_challenges, _pick_digest
 
@@ -360,7 +361,7 @@ class RtspsRelay:
             await self._release()
             return
         task.cancel()
-        await asyncio.wait({task})
+        await wait_despite_cancel(task)
         if not self._closed.is_set():  # cancelled before it ever ran
             try:
                 await self._release()
