@@ -58,6 +58,7 @@ from .base import (
     SourceError,
     SourceEvents,
     SourceTimeout,
+    wait_despite_cancel,
 )
 
 if TYPE_CHECKING:
@@ -171,24 +172,29 @@ async def _open_tls(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect and run the TLS handshake within ``within`` s; raise typed errors."""
     error: SourceError
+    # The connection is made in a task of its own: a cancellation (or the
+    # timeout) arriving just as it completes would otherwise drop the
+    # finished connection unclosed, an open socket nobody holds.
+    opening = asyncio.ensure_future(asyncio.open_connection(host, port, ssl=context))
     try:
         async with asyncio.timeout(within):
-            return await asyncio.open_connection(host, port, ssl=context)
+            return await asyncio.shield(opening)
     except asyncio.CancelledError:
-        # Cancelled mid-handshake (a restart): asyncio aborts the socket on
-        # the next loop iterations. Let it, or the next connection would
-        # overlap this one at a printer that serves one client.
-        await _let_close()
+        # Cancelled (a restart): close whatever the attempt got to, and let
+        # asyncio close the socket, or the next connection would overlap
+        # this one at a printer that serves one client.
+        await _abandon(opening)
         raise
-    except ConnectionRefusedError as err:
+    except TimeoutError as err:
+        await _abandon(opening)
         cause: BaseException = err
+        error = SourceTimeout(f"{target} did not answer within {within:g} s")
+    except ConnectionRefusedError as err:
+        cause = err
         error = CameraPortClosed(
             f"{target} refuses connections: the printer is on, but its camera "
             "port is closed (turn on LAN mode liveview)"
         )
-    except TimeoutError as err:
-        cause = err
-        error = SourceTimeout(f"{target} did not answer within {within:g} s")
     except ssl.SSLError as err:
         cause = err
         error = CannotConnect(
@@ -204,6 +210,20 @@ async def _open_tls(
     # so that a retry never overlaps it.
     await _let_close()
     raise error from cause
+
+
+async def _abandon(
+    opening: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
+    """Stop a connection attempt; close the connection if it was made anyway."""
+    opening.cancel()
+    try:
+        await wait_despite_cancel(opening)
+    finally:
+        if not opening.cancelled() and opening.exception() is None:
+            _reader, writer = opening.result()
+            writer.transport.abort()
+        await _let_close()
 
 
 async def _let_close() -> None:

@@ -28,7 +28,7 @@ BACKOFF_RESET_AFTER = 60.0
 """A connection that delivered frames for this long resets the backoff."""
 
 
-async def wait_despite_cancel(task: asyncio.Task[Any]) -> None:
+async def wait_despite_cancel(task: asyncio.Future[Any]) -> None:
     """Wait until `task` is done, even if the caller is cancelled meanwhile.
 
     For closing work that must finish before anything else may connect (a
