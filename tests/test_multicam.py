@@ -31,7 +31,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 import voluptuous as vol
 
-from custom_components.printcam import startup
+from custom_components.printcam import restream, startup
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.families import (
     FAMILIES,
@@ -304,3 +304,43 @@ async def test_no_mjpeg_webcam_retries_setup(
     entry = await setup_entry(hass, webcams_entry())
     assert entry.state is ConfigEntryState.SETUP_RETRY
     assert "Room (webrtc)" in (entry.reason or "")
+
+
+async def test_each_webcam_has_its_restream_url(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    family: WebcamsFamily,
+    make_mjpeg_printer: PrinterFactory,
+) -> None:
+    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
+    family.webcams = {
+        "nozzle": {"name": "Nozzle", "url": nozzle.url},
+        "bed": {"name": "Bed", "url": bed.url},
+    }
+    entry = await setup_entry(hass, webcams_entry())
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {"restream": True}
+    )
+    await hass.async_block_till_done()
+    token = entry.options["restream_token"]
+    urls = restream.restream_urls(hass, entry, entry.options)
+    assert [url.split(token, 1)[1] for url in urls] == [
+        "/stream.mjpeg",
+        "/snapshot.jpg",
+        "/bed/stream.mjpeg",
+        "/bed/snapshot.jpg",
+    ]
+    client = await hass_client()
+    first = Viewer(await client.get(f"/api/printcam/{token}/stream.mjpeg"))
+    second = Viewer(await client.get(f"/api/printcam/{token}/bed/stream.mjpeg"))
+    await first.wait_frames(2)
+    await second.wait_frames(2)
+    assert set(first.frames) <= set(nozzle.frames_sent)
+    assert set(second.frames) <= set(bed.frames_sent)
+    # The first webcam has the short URLs only; unknown webcams are 404.
+    for path in ("nozzle/stream.mjpeg", "garage/stream.mjpeg"):
+        assert (await client.get(f"/api/printcam/{token}/{path}")).status == 404
+    await first.close()
+    await second.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
