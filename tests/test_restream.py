@@ -269,3 +269,21 @@ def test_urls_of_the_first_and_other_webcams() -> None:
     )
     assert restream.restream_token({"restream_token": "t"}) is None  # off
     assert restream.restream_token({"restream": True, "restream_token": "t"}) == "t"
+
+
+async def test_a_frozen_router_leaves_the_rest_working(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Routes added after the HTTP server froze its router: only a warning."""
+
+    class Frozen:
+        def add_route(self, *args: Any) -> None:
+            raise RuntimeError("Cannot register a resource into frozen router.")
+
+    class Http:
+        class app:  # noqa: N801 - the attribute names of Home Assistant's
+            router = Frozen()
+
+    hass.http = Http()  # type: ignore[assignment]
+    restream.async_setup_restream(hass)
+    assert "Restream URLs are not available" in caplog.text
