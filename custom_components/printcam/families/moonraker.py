@@ -28,12 +28,6 @@ from typing import Any, Final
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.selector import (
-    BooleanSelector,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
-)
 import voluptuous as vol
 import yarl
 
@@ -50,8 +44,8 @@ from custom_components.printcam.sources import ProtocolError, SourceError, Sourc
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 from custom_components.printcam.transform import Orientation
 
-from .base import PASSWORD, TEXT, Cameras, Checked, Discovered, Draft, FormError
-from .printer_host import PrinterHostFamily, entered_key
+from .base import PASSWORD, Cameras, Checked, Discovered, Draft, FormError
+from .printer_host import PrinterHostFamily, entered_key, server_fields
 from .webcams import (
     HttpError,
     Webcam,
@@ -73,14 +67,7 @@ FALLBACK_STREAM: Final = ":8080/?action=stream"
 FALLBACK_TIMEOUT: Final = 5.0
 ZEROCONF_TYPE: Final = "_moonraker._tcp.local."
 
-_PORT = NumberSelector(
-    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
-)
-_SERVER_FIELDS: Final[dict[vol.Marker, Any]] = {
-    vol.Required(CONF_HOST): TEXT,
-    vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT,
-    vol.Required(CONF_SSL, default=False): BooleanSelector(),
-}
+_SERVER_FIELDS: Final = server_fields(DEFAULT_PORT)
 
 
 class NoMjpegWebcam(SourceError):

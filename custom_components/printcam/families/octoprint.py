@@ -36,12 +36,6 @@ from typing import Any, Final
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.selector import (
-    BooleanSelector,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
-)
 import voluptuous as vol
 import yarl
 
@@ -68,7 +62,7 @@ from .base import (
     FormError,
     InvalidConfig,
 )
-from .printer_host import PrinterHostFamily, entered_key
+from .printer_host import PrinterHostFamily, entered_key, server_fields
 from .webcams import (
     HttpError,
     Webcam,
@@ -96,13 +90,8 @@ _FALLBACK_ID: Final = "_fallback_unique_id"
 server not tell its uuid (the announced uuid, or the address typed)."""
 _UUID_XML: Final = re.compile(r"<UDN>\s*uuid:([0-9A-Fa-f-]{8,64})\s*</UDN>")
 
-_PORT = NumberSelector(
-    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
-)
 _SERVER_FIELDS: Final[dict[vol.Marker, Any]] = {
-    vol.Required(CONF_HOST): TEXT,
-    vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT,
-    vol.Required(CONF_SSL, default=False): BooleanSelector(),
+    **server_fields(DEFAULT_PORT),
     vol.Required(CONF_PATH, default="/"): TEXT,
 }
 

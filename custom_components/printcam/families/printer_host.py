@@ -16,6 +16,12 @@ from typing import Any, ClassVar, Final
 
 from homeassistant.config_entries import SOURCE_ZEROCONF
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+)
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import voluptuous as vol
 
@@ -28,12 +34,24 @@ from custom_components.printcam.const import (
 )
 from custom_components.printcam.sources import FrameSource, SourceError
 
-from .base import PASSWORD, Discovered, Family, InvalidConfig, WrongPrinter
+from .base import PASSWORD, TEXT, Discovered, Family, InvalidConfig, WrongPrinter
 from .webcams import Webcam, signature
 
 _LOGGER = logging.getLogger(__name__)
 
 KEY_SCHEMA: Final = vol.Schema({vol.Optional(CONF_API_KEY): PASSWORD})
+_PORT: Final = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+
+
+def server_fields(default_port: int) -> dict[vol.Marker, Any]:
+    """Return the form fields that say where a server is (not its key)."""
+    return {
+        vol.Required(CONF_HOST): TEXT,
+        vol.Required(CONF_PORT, default=default_port): _PORT,
+        vol.Required(CONF_SSL, default=False): BooleanSelector(),
+    }
 
 
 def entered_key(user_input: Mapping[str, Any]) -> str:
