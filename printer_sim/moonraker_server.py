@@ -94,7 +94,6 @@ import uuid as uuid_module
 from .octoprint_server import (
     ServerError,
     ServerProcess,
-    _check_status,
     as_dict,
     http_request,
     http_request_sync,
@@ -298,32 +297,6 @@ class MoonrakerServer(ServerProcess):
             )
 
     # --- REST --------------------------------------------------------------------
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Return the API key header."""
-        return {"X-Api-Key": self.api_key}
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        json_body: Any = None,
-        *,
-        api_key: str | None = None,
-        expect: int | Sequence[int] | None = None,
-    ) -> tuple[int, Any]:
-        """Send a request with the API key (or `api_key`; "" for none).
-
-        With `expect`, a status outside it raises `ServerError`.
-        """
-        key = self.api_key if api_key is None else api_key
-        headers = {"X-Api-Key": key} if key else {}
-        status, body = await http_request(
-            method, self.url + path, headers=headers, json_body=json_body
-        )
-        _check_status(method, path, status, body, expect)
-        return status, body
 
     async def _result(self, method: str, path: str, json_body: Any = None) -> Any:
         _, body = await self.request(method, path, json_body, expect=200)

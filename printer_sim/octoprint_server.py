@@ -250,6 +250,35 @@ class ServerProcess:
 
     # --- what a client needs -------------------------------------------------
 
+    api_key: str = ""
+    """The key a client sends as ``X-Api-Key`` ("" when none is needed)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Return the API key header."""
+        return {"X-Api-Key": self.api_key}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        *,
+        api_key: str | None = None,
+        expect: int | Sequence[int] | None = None,
+    ) -> tuple[int, Any]:
+        """Send a request with the server's key (or `api_key`; "" for none).
+
+        With `expect`, a status outside it raises `ServerError`.
+        """
+        key = self.api_key if api_key is None else api_key
+        headers = {"X-Api-Key": key} if key else {}
+        status, body = await http_request(
+            method, self.url + path, headers=headers, json_body=json_body
+        )
+        _check_status(method, path, status, body, expect)
+        return status, body
+
     @property
     def url(self) -> str:
         """Return the base URL, without a trailing slash."""
@@ -750,32 +779,6 @@ class OctoPrintServer(ServerProcess):
         return "/api/version", self.headers, frozenset({200})
 
     # --- REST --------------------------------------------------------------------
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Return the admin's API key header."""
-        return {"X-Api-Key": self.api_key}
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        json_body: Any = None,
-        *,
-        api_key: str | None = None,
-        expect: int | Sequence[int] | None = None,
-    ) -> tuple[int, Any]:
-        """Send a request with the admin's key (or `api_key`; "" for none).
-
-        With `expect`, a status outside it raises `ServerError`.
-        """
-        key = self.api_key if api_key is None else api_key
-        headers = {"X-Api-Key": key} if key else {}
-        status, body = await http_request(
-            method, self.url + path, headers=headers, json_body=json_body
-        )
-        _check_status(method, path, status, body, expect)
-        return status, body
 
     async def settings(self, *, api_key: str | None = None) -> dict[str, Any]:
         """Return ``GET /api/settings``."""

@@ -39,12 +39,11 @@ from custom_components.printcam.const import (
     CONF_SSL,
     KIND_MOONRAKER,
 )
-from custom_components.printcam.discovery import valid_host
 from custom_components.printcam.sources import ProtocolError, SourceError, SourceTimeout
 from custom_components.printcam.sources.mjpeg_http import MjpegHttpSource
 from custom_components.printcam.transform import Orientation
 
-from .base import PASSWORD, Cameras, Checked, Discovered, Draft, FormError
+from .base import PASSWORD, Cameras, Checked, Discovered, Draft
 from .printer_host import PrinterHostFamily, entered_key, server_fields
 from .webcams import (
     HttpError,
@@ -213,17 +212,6 @@ class MoonrakerFamily(PrinterHostFamily):
         data = self._server_data(user_input)
         data[CONF_API_KEY] = entered_key(user_input)
         return Draft(title=f"Klipper {data[CONF_HOST]}", data=data)
-
-    @staticmethod
-    def _server_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
-        if (host := valid_host(str(user_input[CONF_HOST]))) is None:
-            raise FormError({CONF_HOST: "invalid_host"})
-        return {
-            CONF_KIND: KIND_MOONRAKER,
-            CONF_HOST: host,
-            CONF_PORT: int(user_input[CONF_PORT]),
-            CONF_SSL: bool(user_input[CONF_SSL]),
-        }
 
     # --- checking
 

@@ -48,20 +48,11 @@ from custom_components.printcam.const import (
     CONF_SSL,
     KIND_OCTOPRINT,
 )
-from custom_components.printcam.discovery import is_ip_address, valid_host
+from custom_components.printcam.discovery import is_ip_address
 from custom_components.printcam.sources import ProtocolError, SourceError, SourceTimeout
 from custom_components.printcam.transform import Orientation
 
-from .base import (
-    PASSWORD,
-    TEXT,
-    Cameras,
-    Checked,
-    Discovered,
-    Draft,
-    FormError,
-    InvalidConfig,
-)
+from .base import PASSWORD, TEXT, Cameras, Checked, Discovered, Draft, InvalidConfig
 from .printer_host import PrinterHostFamily, entered_key, server_fields
 from .webcams import (
     HttpError,
@@ -252,15 +243,10 @@ class OctoPrintFamily(PrinterHostFamily):
         data[_FALLBACK_ID] = _address_id(data)
         return Draft(title=f"OctoPrint {data[CONF_HOST]}", data=data)
 
-    @staticmethod
-    def _server_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
-        if (host := valid_host(str(user_input[CONF_HOST]))) is None:
-            raise FormError({CONF_HOST: "invalid_host"})
+    def _server_data(self, user_input: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the server's data, with its path prefix."""
         return {
-            CONF_KIND: KIND_OCTOPRINT,
-            CONF_HOST: host,
-            CONF_PORT: int(user_input[CONF_PORT]),
-            CONF_SSL: bool(user_input[CONF_SSL]),
+            **super()._server_data(user_input),
             CONF_PATH: normalize_path(str(user_input.get(CONF_PATH) or "/")),
         }
 

@@ -32,9 +32,18 @@ from custom_components.printcam.const import (
     CONF_PORT,
     CONF_SSL,
 )
+from custom_components.printcam.discovery import valid_host
 from custom_components.printcam.sources import FrameSource, SourceError
 
-from .base import PASSWORD, TEXT, Discovered, Family, InvalidConfig, WrongPrinter
+from .base import (
+    PASSWORD,
+    TEXT,
+    Discovered,
+    Family,
+    FormError,
+    InvalidConfig,
+    WrongPrinter,
+)
 from .webcams import Webcam, signature
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,10 +98,19 @@ class PrinterHostFamily(Family):
     ) -> str | None:
         """Return the uuid the server tells with the entry's key, None if none."""
 
-    @staticmethod
-    @abstractmethod
-    def _server_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the entry data of a server form (without the key)."""
+    def _server_data(self, user_input: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the entry data of a server form (without the key).
+
+        FormError for an address that is not one.
+        """
+        if (host := valid_host(str(user_input[CONF_HOST]))) is None:
+            raise FormError({CONF_HOST: "invalid_host"})
+        return {
+            CONF_KIND: self.kind,
+            CONF_HOST: host,
+            CONF_PORT: int(user_input[CONF_PORT]),
+            CONF_SSL: bool(user_input[CONF_SSL]),
+        }
 
     # --- the entry
 
