@@ -140,6 +140,7 @@ class StreamSnapshot:
 
 
 type SnapshotListener = Callable[[StreamSnapshot], None]
+type FrameListener = Callable[[bytes, float], None]
 type FailureHandler = Callable[[SourceError], None]
 
 
@@ -242,6 +243,9 @@ class PrintCamStream(SourceEvents):
         self._viewer_tasks: set[asyncio.Task[Any]] = set()
         self._holds: dict[str, float] = {}
         """Why the upstream is held open: reason -> monotonic deadline."""
+        self._pins: set[str] = set()
+        """Who keeps the upstream open until they let go (recordings)."""
+        self._frame_listeners: list[FrameListener] = []
         self._watchdog: asyncio.Task[None] | None = None
         self.failure: SourceError | None = None
         """The permanent error (credentials, certificate) that stopped the
@@ -325,6 +329,21 @@ class PrintCamStream(SourceEvents):
 
         return remove
 
+    def add_frame_listener(self, listener: FrameListener) -> Callable[[], None]:
+        """Call `listener(jpeg, monotonic_time)` with every frame; return a remover.
+
+        Every frame the printer sends, turned, before the `max_fps` cap
+        (recordings keep the live rate). The listener runs on the event loop
+        in the hot path: it must only keep a reference, never block.
+        """
+        self._frame_listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._frame_listeners.remove(listener)
+
+        return remove
+
     def _notify(self) -> None:
         if not self._listeners:
             return
@@ -405,6 +424,11 @@ class PrintCamStream(SourceEvents):
                 waiter.set_result(jpeg)
         if self._state is not StreamState.STREAMING:
             self._set_state(StreamState.STREAMING)
+        for listener in self._frame_listeners:
+            try:
+                listener(jpeg, now)
+            except Exception:
+                _LOGGER.exception("%s: frame listener failed", self.key)
         max_fps = self.options.max_fps
         if max_fps > 0 and now - self._last_fanout_mono < 0.95 / max_fps:
             self.frames_skipped += 1
@@ -539,7 +563,7 @@ class PrintCamStream(SourceEvents):
 
     def _hold_deadline(self) -> float:
         """Return until when holds keep the upstream (monotonic; inf: warm)."""
-        if self.options.keep_warm:
+        if self.options.keep_warm or self._pins:
             return math.inf
         return max(self._holds.values(), default=0.0)
 
@@ -554,6 +578,28 @@ class PrintCamStream(SourceEvents):
             return
         self._holds[reason] = time.monotonic() + seconds
         self._broadcaster().hold_until(self._hold_deadline())
+
+    def pin(self, reason: str) -> None:
+        """Keep the upstream open for `reason` until `unpin`, opening it now.
+
+        A recording's hold: it outlives `still_hold_s`, the keep-warm
+        switch and a stopped upstream (calling again reopens it). Nothing
+        opens while a permanent failure stands.
+        """
+        if self._closed:
+            return
+        self._pins.add(reason)
+        if not self.blocked:
+            self._broadcaster().hold_until(math.inf)
+
+    def unpin(self, reason: str) -> None:
+        """Let go of `reason`'s hold: the upstream closes after the grace."""
+        if reason not in self._pins:
+            return
+        self._pins.discard(reason)
+        if not self._pins:
+            self._holds["grace"] = time.monotonic() + self.options.idle_grace_s
+            self._apply_hold()
 
     def _apply_hold(self) -> None:
         """Tell the live broadcaster (if any) the current hold deadline."""
@@ -772,6 +818,8 @@ class PrintCamStream(SourceEvents):
         """Close every viewer, the holds and the upstream (idempotent)."""
         self._closed = True
         self._holds.clear()
+        self._pins.clear()
+        self._frame_listeners.clear()
         for future in (self._next_frame, self._probe, self._still_fetch):
             if future is not None and not future.done():
                 future.cancel()
