@@ -236,7 +236,7 @@ async def test_rate_limit_at_30_fps(
         e.entity_id
         for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
     }
-    assert len(entity_ids) == 11  # ten stream entities and the camera
+    assert len(entity_ids) == 15  # fourteen stream entities and the camera
     client = await hass_client()
     viewer = await _open_viewer(client)
     await until(lambda: _state(hass, STREAM_STATE) == "streaming")

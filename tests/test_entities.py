@@ -92,7 +92,7 @@ async def test_entities_snapshot(
         (e for e in entries if e.domain in OUR_PLATFORMS), key=lambda e: e.entity_id
     )
     assert {e.domain for e in ours} == set(OUR_PLATFORMS)
-    assert len(ours) == 10
+    assert len(ours) == 14
     for entity_entry in ours:
         assert entity_entry.disabled_by is None
         assert entity_entry.device_id is not None

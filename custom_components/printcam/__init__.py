@@ -17,7 +17,9 @@ from .const import DOMAIN
 from .data import PrintCamConfigEntry
 from .families import FAMILIES
 from .families.mjpeg import async_migrate_unique_id
+from .recorder import async_finish_left_behind
 from .restream import async_setup_restream
+from .services import async_setup_services
 from .startup import async_setup_staged, async_unload_staged
 
 _LOGGER = logging.getLogger(__name__)
@@ -26,8 +28,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the restream view; start each family's discovery (never fails)."""
+    """Register the restream view and actions; start each family's discovery."""
     async_setup_restream(hass)
+    async_setup_services(hass)
     for family in FAMILIES.values():
         try:
             await family.async_setup_discovery(hass)
@@ -45,6 +48,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> 
 async def async_unload_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:
     """Unload a printer's camera: viewers, upstream and tasks are closed."""
     return await async_unload_staged(hass, entry)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> None:
+    """Finish the recordings a removed printer left unfinished (in the background)."""
+    hass.async_create_background_task(
+        async_finish_left_behind(hass, entry.entry_id),
+        f"printcam finish recordings of {entry.title}",
+    )
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: PrintCamConfigEntry) -> bool:

@@ -1,8 +1,8 @@
-"""Button of a printer's camera stream: restart the upstream connection."""
+"""Buttons of a printer's camera stream: restart the upstream, record a clip."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import logging
 
@@ -13,11 +13,13 @@ from homeassistant.components.button import (
 )
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .const import DOMAIN
 from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamEntity
-from .stream import PrintCamStream
+from .recorder import DEFAULT_CLIP_AFTER_S, RecordingError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,8 +31,35 @@ PARALLEL_UPDATES = 0
 class PrintCamButtonEntityDescription(ButtonEntityDescription):
     """Describes a button and what pressing it does to the stream."""
 
-    press_fn: Callable[[PrintCamStream], bool]
-    """Act on the stream; return False when there was nothing to do."""
+    press_fn: Callable[[CameraData], Awaitable[bool]]
+    """Act on the camera; return False when there was nothing to do."""
+
+
+CLIP_BUTTON_BEFORE_S = 30.0
+"""A pressed clip starts this long before the press (with the clip buffer on)."""
+
+
+async def _restart(camera: CameraData) -> bool:
+    return camera.stream.restart()
+
+
+async def _record_clip(camera: CameraData) -> bool:
+    """Record the clip buffer's last 30 s (when on) and the next 10 s."""
+    recorder = camera.recorder
+    before = CLIP_BUTTON_BEFORE_S if recorder.buffer is not None else 0.0
+    try:
+        await recorder.async_start_clip(before, DEFAULT_CLIP_AFTER_S)
+    except RecordingError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="recording_failed",
+            translation_placeholders={
+                "name": recorder.printer,
+                "folder": str(recorder.folder),
+                "error": err.reason,
+            },
+        ) from err
+    return True
 
 
 BUTTONS: tuple[PrintCamButtonEntityDescription, ...] = (
@@ -40,7 +69,13 @@ BUTTONS: tuple[PrintCamButtonEntityDescription, ...] = (
         translation_key="restart_stream",
         device_class=ButtonDeviceClass.RESTART,
         entity_category=EntityCategory.CONFIG,
-        press_fn=lambda stream: stream.restart(),
+        press_fn=_restart,
+    ),
+    # The clip lands in the media browser; the recording event says when.
+    PrintCamButtonEntityDescription(
+        key="record_clip",
+        translation_key="record_clip",
+        press_fn=_record_clip,
     ),
 )
 
@@ -77,7 +112,7 @@ class PrintCamButton(PrintCamEntity, ButtonEntity):
 
     async def async_press(self) -> None:
         """Act on the stream (an idle stream has no connection to restart)."""
-        if not self.entity_description.press_fn(self.shared_stream):
+        if not await self.entity_description.press_fn(self.camera):
             _LOGGER.debug(
                 "%s: nothing to %s: the stream is idle",
                 self.entity_id,

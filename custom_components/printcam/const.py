@@ -32,6 +32,8 @@ CONF_IDLE_GRACE_S: Final = "idle_grace_s"
 CONF_STILL_HOLD_S: Final = "still_hold_s"
 CONF_STALL_S: Final = "stall_s"
 CONF_KEEP_WARM: Final = "keep_warm"
+CONF_CLIP_BUFFER: Final = "clip_buffer"
+"""Keep the last seconds of frames for clips (a switch per camera)."""
 # Restream (a stable URL per printer for go2rtc, Frigate, Obico, ...).
 CONF_RESTREAM: Final = "restream"
 CONF_RESTREAM_STREAM_SOURCE: Final = "restream_stream_source"

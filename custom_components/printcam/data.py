@@ -17,6 +17,7 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant
 if TYPE_CHECKING:
     from .coordinator import PrintCamCoordinator
     from .families import Cameras, SkippedWebcam
+    from .recorder import CameraRecorder
     from .sources import FrameSource
     from .stream import PrintCamStream
 
@@ -33,6 +34,8 @@ class CameraData:
     stream: PrintCamStream
     coordinator: PrintCamCoordinator = field(init=False)
     """The stream's state for the entities (set by the coordinator stage)."""
+    recorder: CameraRecorder = field(init=False)
+    """Timelapses and clips of the stream (set by the recorders stage)."""
 
 
 @dataclass(slots=True)

@@ -1,4 +1,9 @@
-"""Event entity of a printer's camera stream: started, stopped, stalled..."""
+"""Event entities of a printer's camera: the stream's transitions, recordings.
+
+``stream``: started, stopped, stalled, recovered, failed (from the
+coordinator). ``recording``: a timelapse started, a timelapse or clip is
+ready (with its media id), a recording failed (from the recorder).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,14 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import EVENT_TYPES
 from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamEntity
+from .recorder import RECORDING_EVENT_TYPES
 
 # Push: the coordinator fires the events; there is nothing to poll.
 PARALLEL_UPDATES = 0
 
 EVENTS: tuple[EventEntityDescription, ...] = (
     EventEntityDescription(key="stream", translation_key="stream"),
+    EventEntityDescription(key="recording", translation_key="recording"),
 )
 
 
@@ -34,7 +41,7 @@ async def async_setup_entry(
 
 
 class PrintCamEvent(PrintCamEntity, EventEntity):
-    """Fires the coordinator's stream events (transitions, never per frame)."""
+    """Fires stream transitions (never per frame) or recording events."""
 
     _attr_should_poll = False
 
@@ -48,15 +55,22 @@ class PrintCamEvent(PrintCamEntity, EventEntity):
         super().__init__(entry, description.key, camera)
         self.entity_description = description
         self._name_for_webcam(description.translation_key)
-        self._attr_event_types = list(EVENT_TYPES)
-        self.coordinator = camera.coordinator
+        recording = description.key == "recording"
+        self._attr_event_types = list(
+            RECORDING_EVENT_TYPES if recording else EVENT_TYPES
+        )
+        self._recording = recording
 
     async def async_added_to_hass(self) -> None:
-        """Listen to the coordinator's stream events."""
+        """Listen to the coordinator's stream events, or the recorder's."""
         await super().async_added_to_hass()
-        self.async_on_remove(
-            self.coordinator.async_add_event_listener(self._on_stream_event)
-        )
+        if self._recording:
+            remove = self.camera.recorder.add_listener(self._on_stream_event)
+        else:
+            remove = self.camera.coordinator.async_add_event_listener(
+                self._on_stream_event
+            )
+        self.async_on_remove(remove)
 
     @callback
     def _on_stream_event(self, event_type: str, data: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import contextlib
 from dataclasses import dataclass, field
 import errno
@@ -48,8 +48,8 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util, slugify
 
-from .const import DOMAIN
-from .stream import PrintCamStream
+from .const import CONF_CLIP_BUFFER, DOMAIN
+from .stream import PrintCamStream, camera_option
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -101,6 +101,11 @@ def recordings_root(hass: HomeAssistant) -> Path:
         or hass.config.path("media")
     )
     return Path(base) / "printcam"
+
+
+def clip_buffer_on(options: Mapping[str, Any], camera: str | None) -> bool:
+    """Return whether a camera's clip buffer switch is on."""
+    return bool(options.get(camera_option(CONF_CLIP_BUFFER, camera), False))
 
 
 def media_id(folder: str, file_name: str) -> str:
@@ -765,8 +770,12 @@ class CameraRecorder:
         if self.timelapse is capture:
             self.hass.async_create_task(self.async_stop_timelapse(), eager_start=False)
 
-    async def async_stop_timelapse(self) -> Video | None:
-        """Stop the timelapse and assemble its video (None if it failed)."""
+    async def async_stop_timelapse(self) -> asyncio.Task[Video | None]:
+        """Stop the timelapse; return the task assembling its video.
+
+        The task's result is the video, None if it failed (the event and
+        the repair issue say why); a caller giving up does not stop it.
+        """
         capture = self.timelapse
         if capture is None:
             raise RuntimeError("no timelapse is running")
@@ -779,10 +788,7 @@ class CameraRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await capture.task
         await capture.writer.close()
-        # Assembled in a task of its own: a caller giving up does not stop it.
-        return await asyncio.shield(
-            self._spawn_finish(capture.work, capture.writer.error)
-        )
+        return self._spawn_finish(capture.work, capture.writer.error)
 
     # --- clips ---------------------------------------------------------------
 
@@ -982,3 +988,17 @@ class CameraRecorder:
         self._want_frames()
         for reason in ("timelapse", "clip_buffer"):
             self.stream.unpin(reason)
+
+
+async def async_finish_left_behind(hass: HomeAssistant, entry_id: str) -> None:
+    """Assemble every recording a removed entry left; keep what fails."""
+    works = await hass.async_add_executor_job(
+        find_work, recordings_root(hass), entry_id
+    )
+    for work in works:
+        try:
+            video = await async_assemble(hass, work)
+        except RecordingError as err:
+            _LOGGER.warning("Cannot finish %s: %s", work.path, err.reason)
+        else:
+            _LOGGER.info("Finished %s", video.path)

@@ -32,6 +32,7 @@ from .data import CameraData, PrintCamData, SetupContext, Stage
 from .families import InvalidConfig, family_for
 from .families.bambu import printer_address
 from .families.base import WrongPrinter
+from .recorder import CameraRecorder, Work, clip_buffer_on, find_work, recordings_root
 from .sources import (
     CameraPortClosed,
     CertificateMismatch,
@@ -170,6 +171,9 @@ async def _register_stream(ctx: SetupContext) -> None:
             stream.apply_options(StreamOptions.from_mapping(entry.options, camera.key))
             if family.configure_source(camera.source, entry.options):
                 stream.restart()  # a new transcode needs a new session
+            recorder = getattr(camera, "recorder", None)
+            if recorder is not None:
+                recorder.set_buffer(clip_buffer_on(entry.options, camera.key))
 
     ctx.cleanups.append(entry.add_update_listener(_on_update))
     restream.async_entry_updated(hass, entry)
@@ -284,12 +288,70 @@ async def _unload_platforms(ctx: SetupContext) -> bool:
     return await ctx.hass.config_entries.async_unload_platforms(ctx.entry, PLATFORMS)
 
 
+async def _start_recorders(ctx: SetupContext) -> None:
+    """Give each camera its recorder; resume or finish what a past run left."""
+    hass, entry = ctx.hass, ctx.entry
+    for camera in ctx.cameras:
+        camera.recorder = CameraRecorder(
+            hass,
+            entry_id=entry.entry_id,
+            printer=entry.title,
+            camera_key=camera.key,
+            camera_name=camera.name,
+            stream=camera.stream,
+        )
+        camera.recorder.set_buffer(clip_buffer_on(entry.options, camera.key))
+    works = await hass.async_add_executor_job(
+        find_work, recordings_root(hass), entry.entry_id
+    )
+    left: dict[int, list[Work]] = {}
+    for work in works:
+        # A webcam gone since: its recording is finished by the first camera.
+        index = next(
+            (
+                i
+                for i, c in enumerate(ctx.cameras)
+                if c.key == work.manifest.get("camera")
+            ),
+            0,
+        )
+        left.setdefault(index, []).append(work)
+    for index, found in left.items():
+        await ctx.cameras[index].recorder.async_recover(found)
+
+    stopped = False
+
+    async def _on_stop(_event: Event) -> None:
+        nonlocal stopped
+        stopped = True
+        await _stop_recorders(ctx)
+
+    remove_stop = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
+
+    @callback
+    def _remove_stop() -> None:
+        if not stopped:  # a fired once-listener is already gone
+            remove_stop()
+
+    ctx.cleanups.append(_remove_stop)
+
+
+async def _stop_recorders(ctx: SetupContext) -> bool:
+    """Stop capturing: what was recorded stays on disk for the next setup."""
+    for camera in ctx.cameras:
+        recorder = getattr(camera, "recorder", None)
+        if recorder is not None:
+            await recorder.async_close()
+    return True
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("validate", _validate),
     Stage("build_source", _build_source),
     Stage("probe", _probe, _close_probe, undo_partial=True),
     Stage("register_stream", _register_stream, _close_stream, undo_partial=True),
     Stage("coordinator", _start_coordinator, _stop_coordinator, undo_partial=True),
+    Stage("recorders", _start_recorders, _stop_recorders, undo_partial=True),
     Stage(
         "forward_platforms", _forward_platforms, _unload_platforms, undo_partial=True
     ),

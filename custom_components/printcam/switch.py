@@ -1,6 +1,6 @@
-"""Switch of a printer's camera stream: keep the upstream warm.
+"""Switches of a printer's camera stream: keep warm, the clip buffer.
 
-The switch's state lives in the entry's options (`keep_warm`), so it
+A switch's state lives in the entry's options (`keep_warm`, `clip_buffer`), so it
 survives restarts and the options flow keeps it; the entry's update
 listener (startup.py) applies it to the stream live.
 """
@@ -15,7 +15,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import CONF_KEEP_WARM, DEFAULT_KEEP_WARM
+from .const import CONF_CLIP_BUFFER, CONF_KEEP_WARM, DEFAULT_KEEP_WARM
 from .data import CameraData, PrintCamConfigEntry
 from .entity import PrintCamEntity
 from .stream import camera_option
@@ -39,6 +39,15 @@ SWITCHES: tuple[PrintCamSwitchEntityDescription, ...] = (
         entity_category=EntityCategory.CONFIG,
         option=CONF_KEEP_WARM,
         default=DEFAULT_KEEP_WARM,
+    ),
+    # The last minute of frames in memory, for clips that start before the
+    # moment asked for (it keeps the upstream open while on).
+    PrintCamSwitchEntityDescription(
+        key="clip_buffer",
+        translation_key="clip_buffer",
+        entity_category=EntityCategory.CONFIG,
+        option=CONF_CLIP_BUFFER,
+        default=False,
     ),
 )
 
