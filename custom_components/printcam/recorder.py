@@ -513,7 +513,7 @@ class _Writer:
             self._failed.cancel()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Capture:
     """A recording being captured: its work folder, writer and task."""
 
@@ -565,6 +565,14 @@ def measured_fps(times: list[float], fallback: float) -> float:
     return round(min(60.0, max(1.0, (len(times) - 1) / (times[-1] - times[0]))), 3)
 
 
+def _remover[T](items: list[T], item: T) -> Callable[[], None]:
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            items.remove(item)
+
+    return remove
+
+
 class CameraRecorder:
     """Timelapses, clips and the clip buffer of one camera."""
 
@@ -604,12 +612,12 @@ class CameraRecorder:
     def add_listener(self, listener: RecordingListener) -> Callable[[], None]:
         """Call `listener(event_type, data)` on every recording event."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return _remover(self._listeners, listener)
 
     def add_state_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` when a timelapse starts or ends."""
         self._state_listeners.append(listener)
-        return lambda: self._state_listeners.remove(listener)
+        return _remover(self._state_listeners, listener)
 
     @callback
     def _fire(self, event_type: str, data: dict[str, Any]) -> None:
@@ -846,7 +854,8 @@ class CameraRecorder:
                         async with asyncio.timeout(after):
                             await asyncio.shield(capture.writer.failed)
                 finally:
-                    self._frame_sinks.remove(sink)
+                    with contextlib.suppress(ValueError):  # closed meanwhile
+                        self._frame_sinks.remove(sink)
                     self.stream.unpin(pin)
                     self._want_frames()
             await capture.writer.close()
