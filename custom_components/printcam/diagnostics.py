@@ -174,4 +174,5 @@ def _camera(entry: PrintCamConfigEntry, camera: CameraData) -> dict[str, Any]:
                 for error in coordinator.recent_errors
             ],
         },
+        "recording": camera.recorder.diagnostics(),
     }

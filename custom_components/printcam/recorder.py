@@ -932,6 +932,33 @@ class CameraRecorder:
             data.update(video.event_data())
         self._fire(EVENT_RECORDING_FAILED, data)
 
+    def diagnostics(self) -> dict[str, Any]:
+        """Return what the recorder is doing (no frames, no secrets)."""
+        capture = self.timelapse
+        buffer = self.buffer
+        return {
+            "folder": f"{self.folder.parent.name}/{self.folder_name}",
+            "timelapse": None
+            if capture is None
+            else {
+                "name": capture.work.name,
+                "interval": capture.work.manifest.get("interval"),
+                "fps": capture.work.manifest.get("fps"),
+                "frames": capture.work.frames,
+                "frames_dropped": capture.writer.dropped,
+            },
+            "clips_recording": len(self._clips),
+            "assembling": len(self._assembling),
+            "clip_buffer": None
+            if buffer is None
+            else {
+                "frames": len(buffer.frames),
+                "bytes": buffer.bytes,
+                "seconds": round(buffer.span, 1),
+            },
+            "last_error": self.last_error,
+        }
+
     # --- lifecycle ------------------------------------------------------------
 
     async def async_recover(self, works: list[Work]) -> None:
