@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 import contextlib
 from dataclasses import dataclass, field
 import errno
+import itertools
 import json
 import logging
 import math
@@ -209,10 +210,19 @@ class Work:
     @classmethod
     def create(cls, folder: Path, manifest: dict[str, Any]) -> Work:
         """Make the work folder (in an executor); OSError when it cannot."""
-        name = str(manifest["name"])
+        base = str(manifest["name"])
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f".{name}{WORK_SUFFIX}"
-        (path / FRAMES_DIR).mkdir(parents=True, exist_ok=False)
+        for number in itertools.count(1):
+            # Two recordings started within the same second get _2, _3...
+            name = base if number == 1 else f"{base}_{number}"
+            path = folder / f".{name}{WORK_SUFFIX}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            break
+        (path / FRAMES_DIR).mkdir()
+        manifest["name"] = name
         work = cls(path, manifest)
         work.save()
         return work
@@ -922,7 +932,6 @@ class CameraRecorder:
             translation_key="recording_failed",
             translation_placeholders={
                 "name": self.printer,
-                "kind": kind,
                 "folder": folder,
                 "error": error.reason,
             },
