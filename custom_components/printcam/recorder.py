@@ -243,7 +243,11 @@ class Work:
             manifest["last_frame"] = max(
                 float(manifest.get("last_frame") or 0), written
             )
-        work.frames = work._repair()
+        try:
+            work.frames = work._repair()
+        except OSError as err:
+            _LOGGER.warning("Cannot repair the recording folder %s: %s", path, err)
+            return None
         return work
 
     def _repair(self) -> int:
@@ -252,6 +256,8 @@ class Work:
         frames.mkdir(exist_ok=True)
         good: list[Path] = []
         for item in sorted(frames.iterdir()):
+            if item.is_dir():
+                continue
             if item.suffix != ".jpg" or item.name.startswith("."):
                 item.unlink()
                 continue
@@ -316,12 +322,20 @@ def _whole_jpeg(path: Path) -> bool:
 def find_work(root: Path, entry_id: str) -> list[Work]:
     """Return an entry's work folders under every printer folder (blocking)."""
     found: list[Work] = []
-    if not root.is_dir():
+    try:
+        folders = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError as err:
+        _LOGGER.warning("Cannot look for recordings in %s: %s", root, err)
         return found
-    for folder in sorted(root.iterdir()):
+    for folder in folders:
         if not folder.is_dir() or folder.name.startswith("."):
             continue
-        for path in sorted(folder.glob(f".*{WORK_SUFFIX}")):
+        try:
+            paths = sorted(folder.glob(f".*{WORK_SUFFIX}"))
+        except OSError as err:
+            _LOGGER.warning("Cannot look for recordings in %s: %s", folder, err)
+            continue
+        for path in paths:
             manifest = path / MANIFEST
             try:
                 owner = json.loads(manifest.read_text()).get("entry_id")
@@ -420,6 +434,9 @@ async def async_assemble(hass: HomeAssistant, work: Work) -> Video:
         )
     except OSError as err:
         raise RecordingError(f"cannot run ffmpeg: {err.strerror or err}") from err
+    except asyncio.CancelledError:  # asyncio reaped the half-started ffmpeg
+        await asyncio.shield(hass.async_add_executor_job(_unlink, part))
+        raise
     with contextlib.suppress(OSError):  # encode below the live streams
         os.setpriority(os.PRIO_PROCESS, proc.pid, 10)
     try:
@@ -473,18 +490,23 @@ class _Writer:
         self.work = work
         self.dropped = 0
         self.error: RecordingError | None = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(WRITE_QUEUE)
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        """Bounded by `put` (`WRITE_QUEUE`), so the end marker always fits."""
         self._failed: asyncio.Future[None] = hass.loop.create_future()
         self._task = hass.loop.create_task(self._run(), name=name)
 
-    def put(self, jpeg: bytes) -> None:
-        """Queue a frame (dropped and counted when the disk lags far behind)."""
+    def put(self, jpeg: bytes, *, force: bool = False) -> None:
+        """Queue a frame (dropped and counted when the disk lags far behind).
+
+        `force` queues it anyway: frames already held in memory (the clip
+        buffer's, bounded in time and bytes).
+        """
         if self.error is not None:
             return
-        try:
-            self._queue.put_nowait(jpeg)
-        except asyncio.QueueFull:
+        if not force and self._queue.qsize() >= WRITE_QUEUE:
             self.dropped += 1
+            return
+        self._queue.put_nowait(jpeg)
 
     @property
     def failed(self) -> asyncio.Future[None]:
@@ -504,10 +526,7 @@ class _Writer:
     async def close(self) -> None:
         """Write what is queued, then stop; cancellation stops at once."""
         if not self._task.done():
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
-            if self._queue.full():  # no room for the end marker
-                self._task.cancel()
+            self._queue.put_nowait(None)
         try:
             await asyncio.shield(self._task)
         except asyncio.CancelledError:
@@ -834,7 +853,7 @@ class CameraRecorder:
             KIND_CLIP, work, _Writer(self.hass, work, f"printcam clip {work.name}")
         )
         for _, jpeg in earlier:
-            capture.writer.put(jpeg)
+            capture.writer.put(jpeg, force=True)
         task = self.hass.loop.create_task(
             self._run_clip(capture, [at for at, _ in earlier], after, fallback),
             name=f"printcam clip {work.name}",
