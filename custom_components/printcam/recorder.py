@@ -235,7 +235,12 @@ class Work:
         except (OSError, ValueError) as err:
             _LOGGER.warning("Ignoring recording folder %s: %s", path, err)
             return None
-        if not isinstance(manifest, dict) or "name" not in manifest:
+        if (
+            not isinstance(manifest, dict)
+            or not isinstance(manifest.get("name"), str)
+            or manifest.get("kind") not in (KIND_TIMELAPSE, KIND_CLIP)
+        ):
+            _LOGGER.warning("Ignoring recording folder %s: unknown manifest", path)
             return None
         work = cls(path, manifest)
         with contextlib.suppress(OSError):  # the last frame written
