@@ -18,8 +18,10 @@ directory: ``$PRINTCAM_DEMO_DIR``, default ``.demo/`` in the repository):
    through the menu's ``bambu`` step: address, serial, access code, model,
    port; the integration pins their certificates on first use; the X1C's
    camera is transcoded by Home Assistant's ffmpeg while someone watches);
-5. create the ``printcam-demo`` dashboard: per printer, its live camera and
-   its state entities.
+5. create the ``printcam-demo`` dashboard: per printer, its live camera, a
+   record-clip button next to its last recording event, and its state
+   entities. Clips and timelapses land in ``config/media/printcam`` (the
+   ``media_dirs`` configuration.yaml sets), listed in the "Media" panel.
 
 Then it stays in the foreground; Ctrl-C / SIGTERM stops HA and the
 simulators (each in its own process group: terminate, wait, kill).
@@ -75,6 +77,10 @@ homeassistant:
   latitude: 0
   longitude: 0
   elevation: 0
+  # Recordings land in <config>/media/printcam (also in a container, where
+  # Home Assistant's default would be /media).
+  media_dirs:
+    local: {media}
 frontend:
 http:
   server_host: 127.0.0.1
@@ -92,6 +98,8 @@ logger:
     homeassistant.util.package: debug
 system_health:
 automation:
+# The media browser (the "Media" panel): PrintCam's timelapses and clips.
+media_source:
 """
 
 
@@ -125,6 +133,11 @@ class Paths:
     def config(self) -> Path:
         """Return Home Assistant's configuration directory."""
         return self.root / "config"
+
+    @property
+    def media(self) -> Path:
+        """Return Home Assistant's media folder (PrintCam's recordings below)."""
+        return self.config / "media"
 
     @property
     def state_file(self) -> Path:
@@ -273,8 +286,11 @@ def write_config(paths: Paths, port: int) -> None:
     """Write configuration.yaml and the custom_components symlink."""
     step(f"Home Assistant configuration in {paths.show(paths.config)}")
     (paths.config / "custom_components").mkdir(parents=True, exist_ok=True)
+    # media_dirs must exist when Home Assistant reads its configuration.
+    paths.media.mkdir(exist_ok=True)
     yaml_path = paths.config / "configuration.yaml"
-    wanted = CONFIGURATION_YAML.format(port=port)
+    # A JSON string is a YAML string: any path reads back as written.
+    wanted = CONFIGURATION_YAML.format(port=port, media=json.dumps(str(paths.media)))
     if yaml_path.exists() and yaml_path.read_text(encoding="utf-8") == wanted:
         note("configuration.yaml up to date (skipped)")
     else:
@@ -762,8 +778,62 @@ async def _printer_entities(
         await asyncio.sleep(0.5)
 
 
+def _own_entity(ids: list[str], camera: str, domain: str, suffix: str) -> str | None:
+    """Return the ``domain`` entity of ``camera`` named ``..._<suffix>``, if any.
+
+    A camera ``camera.<name>`` has, e.g., ``button.<name>_record_clip`` (a
+    printer's second webcam ``camera.<printer>_<webcam>`` likewise); when that
+    id was taken, the printer's only one of its kind will do.
+    """
+    wanted = f"{domain}.{camera.split('.', 1)[1]}_{suffix}"
+    if wanted in ids:
+        return wanted
+    found = [i for i in ids if i.startswith(f"{domain}.") and i.endswith(f"_{suffix}")]
+    cameras = [i for i in ids if i.startswith("camera.")]
+    return found[0] if len(found) == 1 and len(cameras) == 1 else None
+
+
+def recording_cards(ids: list[str], camera: str) -> list[dict[str, Any]]:
+    """Return the tiles under a camera: record a clip, and the recording's outcome.
+
+    Tapping the button's tile presses it (the frontend's ``toggle`` of a
+    ``button.`` entity is ``button.press``; a tile's default would open its
+    dialog); the event's tile shows the last recording event ("Clip ready").
+    """
+    tiles: list[dict[str, Any]] = []
+    if button := _own_entity(ids, camera, "button", "record_clip"):
+        press = {"action": "toggle"}
+        tiles.append(
+            {
+                "type": "tile",
+                "entity": button,
+                "name": "Record clip",
+                "icon": "mdi:record-rec",
+                "color": "red",
+                "hide_state": True,
+                "tap_action": press,
+                "icon_tap_action": press,
+            }
+        )
+    if event := _own_entity(ids, camera, "event", "recording"):
+        # Only the event type: an event that never fired has no time to show.
+        tiles.append(
+            {
+                "type": "tile",
+                "entity": event,
+                "name": "Recording",
+                "state_content": "event_type",
+            }
+        )
+    return tiles
+
+
 def dashboard_config(entities: dict[str, list[str]]) -> dict[str, Any]:
-    """Return the dashboard: per printer, its live camera above its entities."""
+    """Return the dashboard.
+
+    Per printer, its live camera, under it a record-clip button next to the
+    last recording event, then its state entities.
+    """
     stacks: list[dict[str, Any]] = []
     for ids in entities.values():
         camera = next(i for i in ids if i.startswith("camera."))
@@ -771,6 +841,8 @@ def dashboard_config(entities: dict[str, list[str]]) -> dict[str, Any]:
         cards: list[dict[str, Any]] = [
             {"type": "picture-entity", "entity": camera, "camera_view": "live"}
         ]
+        if tiles := recording_cards(ids, camera):
+            cards.append({"type": "horizontal-stack", "cards": tiles})
         if others:
             cards.append(
                 {"type": "entities", "entities": others, "show_header_toggle": False}

@@ -45,6 +45,17 @@ def get_json(url: str) -> dict[str, Any]:
     return data
 
 
+def get_state(base: str, token: str, entity_id: str) -> dict[str, Any]:
+    """Return an entity's state object from Home Assistant's REST API."""
+    request = urllib.request.Request(  # noqa: S310 - our URL
+        f"{base}/api/states/{entity_id}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
+        data: dict[str, Any] = json.load(resp)
+    return data
+
+
 def group_alive(pgid: int) -> bool:
     """Return True while any process of the process group ``pgid`` lives."""
     try:
@@ -103,6 +114,10 @@ class DemoStack:
     def status(self, simulator: str) -> dict[str, Any]:
         """Return the counters of the ``mjpeg`` or ``bambu`` simulator."""
         return get_json(self.info.simulators[simulator]["status_url"])
+
+    def state(self, entity_id: str) -> dict[str, Any]:
+        """Return an entity's state object (REST API, the demo's token)."""
+        return get_state(self.info.base, self.info.token, entity_id)
 
     def stop(self) -> None:
         """Stop hass and the simulators (idempotent)."""

@@ -9,6 +9,12 @@ picture in every tab while its simulator sees exactly one camera connection
 join it if it is still open), which closes once the grace window after the
 last viewer has passed (and the still hold of setup's check, if later).
 
+Before closing, the first tab taps the MJPEG printer's record-clip button:
+the clip joins the tabs' stream (still one connection) and records while
+the upstreams close; it lands as an MP4 in the demo's media folder, the
+recording event says ``clip_ready`` and the sidebar's media browser lists it
+under PrintCam.
+
 A screenshot of one tab is saved to docs/screenshot.png, which the README
 shows (``git checkout docs/screenshot.png`` to drop a run's new picture).
 """
@@ -24,7 +30,7 @@ from typing import Any
 from playwright.sync_api import Error as PlaywrightError, Locator, Page, sync_playwright
 import pytest
 
-from printer_sim.demo import ROOT
+from printer_sim.demo import MJPEG_NAME, ROOT
 
 from .helpers import Browser, DemoStack, wait_groups_gone, wait_no_process_mentions
 
@@ -39,6 +45,9 @@ CLOSE_TIMEOUT_S = STILL_HOLD_S + 15.0
 UI_TIMEOUT_MS = 20_000
 VIEWPORT = {"width": 1280, "height": 800}
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CLIP_TIMEOUT_S = 45.0
+"""A pressed clip records the next 10 s, then ffmpeg assembles it."""
+CLIP_NAME = re.compile(r"clip_(\d{4}-\d{2}-\d{2})_(\d{2})-(\d{2})-(\d{2})\.mp4")
 
 
 def wait_until(what: str, check: Callable[[], tuple[bool, Any]], timeout: float) -> Any:
@@ -70,8 +79,11 @@ def shot(img: Locator) -> bytes:
 
     The frontend may re-render a card (its JavaScript context replaced) while
     a screenshot scrolls to it: that attempt is repeated once the picture
-    shows again, which is the state the test wants to look at.
+    shows again, which is the state the test wants to look at. The picture's
+    tab comes to the front first: Chromium stops animation frames in tabs
+    behind, and Playwright waits for two of them (the picture "stable").
     """
+    img.page.bring_to_front()
     for _ in range(3):
         try:
             return img.screenshot()
@@ -101,6 +113,68 @@ def camera_images(page: Page, cameras: dict[str, str]) -> dict[str, Locator]:
         )
         images[key] = img
     return images
+
+
+def own_entity(camera: str, domain: str, suffix: str) -> str:
+    """Return a camera's ``domain`` entity: ``<domain>.<camera's name>_<suffix>``."""
+    return f"{domain}.{camera.split('.', 1)[1]}_{suffix}"
+
+
+def printer_card(page: Page, camera: str) -> Locator:
+    """Return the dashboard's stack of the printer whose live ``camera`` it shows."""
+    return page.locator("hui-vertical-stack-card").filter(
+        has=page.locator(
+            f"ha-camera-stream img[src*='/api/camera_proxy_stream/{camera}?']"
+        )
+    )
+
+
+def press_record_clip(stack: DemoStack, page: Page, camera: str) -> str:
+    """Tap the camera's record-clip tile, see it pressed; return the event's state.
+
+    The press shows as the button's new state at once; the recording event
+    changes from the state returned once the clip is assembled (or failed).
+    """
+    button = own_entity(camera, "button", "record_clip")
+    event = own_entity(camera, "event", "recording")
+    pressed, last = stack.state(button)["state"], stack.state(event)["state"]
+    # A tab in the background may not paint: Playwright's click waits for
+    # the tile to stay put over two frames.
+    page.bring_to_front()
+    tile = printer_card(page, camera).locator("hui-tile-card")
+    tile.filter(has_text="Record clip").locator("div.background[role=button]").click()
+    wait_until(
+        f"{button} pressed",
+        lambda: ((state := stack.state(button)["state"]) != pressed, state),
+        UI_TIMEOUT_MS / 1000,
+    )
+    return str(last)
+
+
+def clip_title(name: str) -> str:
+    """Return the media browser's title of a clip file: "Clip <date> <time>"."""
+    match = CLIP_NAME.fullmatch(name)
+    assert match, name
+    date, hours, minutes, seconds = match.groups()
+    return f"Clip {date} {hours}:{minutes}:{seconds}"
+
+
+def browse_media(page: Page, folders: list[str], title: str) -> None:
+    """Open the sidebar's Media panel, open ``folders`` in turn, find ``title``."""
+    page.locator("ha-sidebar a[data-panel='media-browser']").click()
+    page.wait_for_url(re.compile(r"/media-browser/"))
+    browser = page.locator("ha-media-player-browse")
+    # An item is a grid card or a list row, its title in a ".title"; each
+    # name is only in the folder opened before it.
+    items = ".child .title, mwc-list-item .title"
+    for name in (*folders, title):
+        item = browser.locator(
+            items, has_text=re.compile(rf"^\s*{re.escape(name)}\s*$")
+        )
+        if name == title:
+            item.wait_for()
+        else:
+            item.click()
 
 
 def counters(stack: DemoStack) -> dict[str, dict[str, Any]]:
@@ -205,6 +279,14 @@ def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
         assert x1c["max_open"] == 1, during
         assert x1c["refused"] == x1c_before["refused"], during
 
+        # The first tab records a clip with the MJPEG printer's button while
+        # the tabs watch: the clip joins their stream. It is recorded while
+        # the upstreams close below (it keeps the MJPEG one until it ends).
+        camera = info.cameras["mjpeg"]
+        event = own_entity(camera, "event", "recording")
+        clip_started = time.monotonic()
+        last = press_record_clip(demo_stack, pages[0], camera)
+
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(pages[0].screenshot())
 
@@ -213,12 +295,57 @@ def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
         for page in pages:
             page.close()
         closed_at = time.monotonic()
-        after = wait_until(
-            "every camera connection closed",
-            lambda: all_closed(demo_stack),
-            CLOSE_TIMEOUT_S,
-        )
+        closing: dict[str, float] = {}  # when each was first seen closed
+
+        def closed() -> tuple[bool, dict[str, dict[str, Any]]]:
+            done, status = all_closed(demo_stack)
+            for key, is_open in upstreams_open(status).items():
+                if not is_open:
+                    closing.setdefault(key, round(time.monotonic() - closed_at, 1))
+            return done, status
+
+        def clip_fired() -> tuple[bool, dict[str, Any]]:
+            closed()  # noting the upstreams closing meanwhile
+            state = demo_stack.state(event)
+            return state["state"] != last, state
+
+        clip = wait_until(f"{event} fires", clip_fired, CLIP_TIMEOUT_S)
+        clip_took = time.monotonic() - clip_started
+        attributes = clip["attributes"]
+        assert attributes.get("event_type") == "clip_ready", clip
+        # An MP4 in the demo's media folder, in the printer's folder.
+        video = Path(attributes["path"])
+        media = demo_stack.paths.media / "printcam"
+        assert video.parent.parent.resolve() == media.resolve(), (video, media)
+        assert video.is_file(), video
+        assert video.stat().st_size > 0, video
+        assert video.read_bytes()[4:8] == b"ftyp", video  # an MP4
+        assert attributes["media_id"] == (
+            f"media-source://printcam/{video.parent.name}/{video.name}"
+        ), attributes
+        assert attributes["frames"] > 0, attributes
+        assert attributes["duration"] > 0, attributes
+        # The clip took its frames from the tabs' stream: no other request.
+        recorded = counters(demo_stack)["mjpeg"]
+        assert recorded["stream_requests"] == mjpeg["stream_requests"], recorded
+        assert recorded["still_requests"] == mjpeg["still_requests"], recorded
+        assert recorded["rejected_connections"] == mjpeg["rejected_connections"]
+
+        # The media browser lists it (Media, PrintCam, the printer's folder):
+        # a camera-free page, while the other upstreams still close.
+        page = context.new_page()
+        page.set_viewport_size(VIEWPORT)
+        page.goto(f"{info.base}/profile/general")
+        browse_media(page, ["PrintCam", MJPEG_NAME], clip_title(video.name))
+        page.close()
+
+        remaining = CLOSE_TIMEOUT_S - (time.monotonic() - closed_at)
+        after = wait_until("every camera connection closed", closed, remaining)
         closed_after = time.monotonic() - closed_at
+        # Polled all along until the clip was ready (>= its 10 s): any
+        # upstream closing before the grace window would show here.
+        early = {key: at for key, at in closing.items() if at < GRACE_S - 0.5}
+        assert not early, f"closed before the grace window: {early}"
         assert closed_after >= GRACE_S - 0.5, (
             f"closed {closed_after:.1f} s after the tabs: before the grace window"
         )
@@ -245,5 +372,7 @@ def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
     print(  # noqa: T201 - the figures worth seeing with -s
         f"\ne2e: {time.monotonic() - started:.1f} s in the test; setup's "
         f"connections still held when the tabs opened: {held}; upstreams "
-        f"closed {closed_after:.1f} s after the tabs"
+        f"closed {closed_after:.1f} s after the tabs ({closing}); clip "
+        f"{video.name}: {attributes['frames']} frames, {attributes['duration']} s, "
+        f"ready {clip_took:.1f} s after the tap"
     )
