@@ -17,7 +17,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.printcam import fanout
+from custom_components.printcam import discovery, fanout
 from custom_components.printcam.const import DOMAIN
 from custom_components.printcam.mjpeg import MjpegParser
 from printer_sim.bambu_server import BambuPrinter
@@ -31,6 +31,21 @@ async def _no_broadcaster_left() -> AsyncIterator[None]:
     leftover = [bc for bc in fanout._BROADCASTERS.values() if not bc.stopped]
     await fanout.shutdown_all_broadcasters()
     assert not leftover, f"test left live broadcasters: {leftover}"
+
+
+@pytest.fixture(autouse=True)
+def _bambu_search_on_loopback() -> Iterator[None]:
+    """Keep the Bambu Lab step's search on 127.0.0.1, and short.
+
+    Tests talk to 127.0.0.1 only: the M-SEARCH goes there, not to the
+    broadcast address. Tests of the search itself set their own times.
+    """
+    with (
+        patch.object(discovery, "SEARCH_TARGETS", [("127.0.0.1", None)]),
+        patch.object(discovery, "SEARCH_S", 0.3),
+        patch.object(discovery, "SEARCH_MIN_S", 0.2),
+    ):
+        yield
 
 
 @pytest.fixture(autouse=True)

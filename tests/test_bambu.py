@@ -89,6 +89,11 @@ async def _bambu_form(hass: HomeAssistant) -> str:
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": "bambu"}
     )
+    # The step first looks for printers; none answers here: the form.
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["step_id"] == "bambu_search"
+    await hass.async_block_till_done()
+    result = await hass.config_entries.flow.async_configure(result["flow_id"])
     assert result["step_id"] == "bambu"
     return result["flow_id"]
 

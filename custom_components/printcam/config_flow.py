@@ -4,7 +4,9 @@ Flow glue only: what each kind of printer asks for and how it is checked is
 its family's (`families/`). The menu lists the registry's families; each
 family's steps are ``<kind>`` (add), ``reauth_<kind>``, ``reconfigure_<kind>``
 and its `confirm_steps`; discovered printers are confirmed in
-``discovery_confirm``.
+``discovery_confirm``. A family that `searches` first looks for printers
+(progress step ``<kind>_search``) and lists them (``<kind>_pick``), with
+entry by hand (``<kind>``) as the fallback.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from homeassistant.config_entries import (
     OptionsFlow,
 )
 from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+)
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.helpers.typing import DiscoveryInfoType
 import voluptuous as vol
@@ -74,6 +82,13 @@ def _form_error(err: SourceError) -> str:
     return err.reason if err.reason in SOURCE_FORM_ERRORS else "cannot_connect"
 
 
+def _found_label(found: Discovered) -> str:
+    """Return how a printer found on the network is listed."""
+    place = found.placeholders
+    name, serial, host = place.get("name"), place.get("serial"), place.get("host")
+    return f"{name} · {serial} · {host}" if serial and host else found.title
+
+
 def _as_checked(result: dict[str, Any] | Checked) -> Checked:
     return result if isinstance(result, Checked) else Checked(result)
 
@@ -82,6 +97,18 @@ type Finish = Callable[
     [dict[str, Any]], Awaitable[tuple[ConfigFlowResult | None, dict[str, str]]]
 ]
 type ShowForm = Callable[[dict[str, str]], ConfigFlowResult]
+
+
+PICK_MANUAL = "manual"
+"""The pick list's choice for entering a printer by hand."""
+
+
+@dataclass(slots=True)
+class _Search:
+    """The add step's look for printers on the network."""
+
+    task: asyncio.Task[list[Discovered]]
+    found: list[Discovered] | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +134,7 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
     _discovered: tuple[Family, Discovered]
     _change: ConfirmChange
     _authorizing: _Authorizing | None = None
+    _search: _Search | None = None
     _move: tuple[Family, PrintCamConfigEntry, dict[str, Any]]
 
     def __init__(self) -> None:
@@ -121,6 +149,9 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
                 f"reconfigure_{family.kind}": self._async_step_reconfigure,
                 **dict.fromkeys(family.confirm_steps, self._async_step_confirm),
             }
+            if family.searches:
+                steps[f"{family.kind}_search"] = self._async_step_search
+                steps[f"{family.kind}_pick"] = self._async_step_pick
             # A family's own texts for a discovered printer's form.
             setattr(
                 self,
@@ -154,6 +185,8 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         self, family: Family, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Add a printer from what the user entered (step ``<kind>``)."""
+        if user_input is None and family.searches and self._search is None:
+            return await self._async_step_search(family)
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
@@ -211,6 +244,78 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
             description_placeholders=checked.summary,
         )
         return entry, {}
+
+    # --- printers found on the network (Bambu Lab) ------------------------------
+
+    async def _async_step_search(
+        self, family: Family, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Look for printers a few seconds (step ``<kind>_search``)."""
+        search = self._search
+        if search is None:
+            search = self._search = _Search(
+                self.hass.async_create_task(
+                    family.async_search(self.hass),
+                    f"printcam search {family.kind}",
+                    eager_start=False,
+                )
+            )
+        if not search.task.done():
+            return self.async_show_progress(
+                step_id=f"{family.kind}_search",
+                progress_action=f"{family.kind}_search",
+                progress_task=search.task,
+            )
+        try:
+            found = search.task.result()
+        except Exception:
+            _LOGGER.exception("Looking for %s printers failed", family.kind)
+            found = []
+        # Printers already added are not offered again.
+        search.found = [
+            item
+            for item in found
+            if self.hass.config_entries.async_entry_for_domain_unique_id(
+                DOMAIN, item.unique_id
+            )
+            is None
+        ]
+        if not search.found:
+            return self.async_show_progress_done(next_step_id=family.kind)
+        return self.async_show_progress_done(next_step_id=f"{family.kind}_pick")
+
+    async def _async_step_pick(
+        self, family: Family, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Offer the printers found, or entry by hand (step ``<kind>_pick``)."""
+        assert self._search is not None  # noqa: S101 - reached after the search
+        found = {item.unique_id: item for item in self._search.found or []}
+        if user_input is not None:
+            choice = found.get(user_input["printer"])
+            if choice is None:  # by hand
+                return self._add_form(family, {})
+            return await self._async_step_found(family, choice, picked=True)
+        options = [
+            SelectOptionDict(value=unique_id, label=_found_label(item))
+            for unique_id, item in found.items()
+        ]
+        options.append(SelectOptionDict(value=PICK_MANUAL, label=PICK_MANUAL))
+        return self.async_show_form(
+            step_id=f"{family.kind}_pick",
+            data_schema=vol.Schema(
+                {
+                    vol.Required("printer", default=options[0]["value"]): (
+                        SelectSelector(
+                            SelectSelectorConfig(
+                                options=options,
+                                mode=SelectSelectorMode.LIST,
+                                translation_key=f"{family.kind}_pick",
+                            )
+                        )
+                    )
+                }
+            ),
+        )
 
     # --- a key the printer grants (OctoPrint's Application Keys) -------------------
 
@@ -291,14 +396,16 @@ class PrintCamConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_abort(reason="not_supported")
 
     async def _async_step_found(
-        self, family: Family, found: Discovered
+        self, family: Family, found: Discovered, *, picked: bool = False
     ) -> ConfigFlowResult:
         """Refresh a known printer's entry, or ask to add a new one.
 
         Before the form is shown the family looks at the printer (without
         sending a credential) and may abort: something else announced it.
+        `picked`: the user chose it from the add step's list; a discovery
+        flow for it may be waiting too (it goes when this one adds it).
         """
-        await self.async_set_unique_id(found.unique_id)
+        await self.async_set_unique_id(found.unique_id, raise_on_progress=not picked)
         entry = self.hass.config_entries.async_entry_for_domain_unique_id(
             DOMAIN, found.unique_id
         )

@@ -24,6 +24,12 @@ Anyone on the LAN can send such a datagram, so:
   common name is the serial; otherwise the entry is left alone and that
   address is logged once. A printer configured by host name is never moved.
 
+The Bambu Lab step of the config flow also asks (`async_search`): it starts
+the listener if it is not running yet (no printer added so far), sends an
+M-SEARCH and lists what announced itself or answered within a few seconds,
+under the same rules (the datagram's source address; the certificate is
+read before the access code is sent, by the discovery confirm step).
+
 What the flow asks and stores is the Bambu Lab family's
 (`families/bambu.py`), which starts the listener from its
 `async_setup_discovery`.
@@ -37,6 +43,7 @@ from dataclasses import dataclass
 import ipaddress
 import logging
 from math import inf
+import os
 import re
 import socket
 from time import monotonic
@@ -91,6 +98,25 @@ MOVE_CHECK_TIMEOUT = CONNECT_TIMEOUT
 """Seconds for the TLS handshake that checks a moved printer's certificate."""
 MAX_DATAGRAM: Final = 4096
 """Larger datagrams are not announcements."""
+SEARCH_S = 5.0
+"""The config flow's search lasts at most this long (read at use time)..."""
+SEARCH_MIN_S = 2.0
+"""... at least this long (M-SEARCH answers come within its MX of 2 s)..."""
+SEARCH_QUIET_S = 1.0
+"""... and ends early once printers were found and no new one came for this long."""
+SEARCH_RESEND_S = 1.0
+"""The M-SEARCH is sent again after this long (UDP gets lost)."""
+SEEN_S: Final = 60.0
+"""A printer heard within this long before a search is listed by it."""
+SEEN_SIZE: Final = 64
+"""Printers remembered for searches; the least recently heard go first."""
+SEARCH_TARGETS: list[tuple[str, int | None]] = [("255.255.255.255", None)]
+"""Where the M-SEARCH goes: (address, port or None for `DISCOVERY_PORT`).
+
+Read at use time. The environment variable ``PRINTCAM_BAMBU_SEARCH``
+(``address[:port]``, comma-separated) replaces it: printers in another
+subnet that broadcasts do not reach (their addresses or the subnet's
+broadcast address), or a simulated printer on 127.0.0.1."""
 
 MODEL_CODES: Final[dict[str, str]] = {
     "BL-P001": "X1C",
@@ -112,6 +138,15 @@ MODEL_CODES: Final[dict[str, str]] = {
 SERIAL_PATTERN: Final = re.compile(r"[A-Za-z0-9]{8,20}")
 """A serial number: 8 to 20 ASCII letters and digits (announcements and forms)."""
 _NT: Final = "urn:bambulab-com:device:3dprinter:1"
+M_SEARCH: Final = (
+    "M-SEARCH * HTTP/1.1\r\n"
+    "HOST: 255.255.255.255:{port}\r\n"
+    'MAN: "ssdp:discover"\r\n'
+    "MX: 2\r\n"
+    f"ST: {_NT}\r\n"
+    "\r\n"
+)
+"""What a Bambu Lab printer answers with its announcement's headers."""
 _LABEL_RE: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_MODEL_CODE: Final = 32
 _MAX_NAME: Final = 64
@@ -120,6 +155,22 @@ _BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 _REUSE_PORT: Final = hasattr(socket, "SO_REUSEPORT")
 
 _DATA_KEY: HassKey[BambuDiscovery] = HassKey(f"{DOMAIN}_bambu_discovery")
+
+
+def search_targets() -> list[tuple[str, int]]:
+    """Return where M-SEARCHes go (`SEARCH_TARGETS` or ``PRINTCAM_BAMBU_SEARCH``)."""
+    targets: list[tuple[str, int | None]] = list(SEARCH_TARGETS)
+    if configured := os.environ.get("PRINTCAM_BAMBU_SEARCH", "").strip():
+        targets = []
+        for item in configured.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                host, port = item.strip(), ""
+            if _address(host) is None and host != "255.255.255.255":
+                _LOGGER.warning("PRINTCAM_BAMBU_SEARCH: ignoring %r", item)
+                continue
+            targets.append((host, int(port) if port else None))
+    return [(host, port or DISCOVERY_PORT) for host, port in targets]
 
 
 def _camera_port(data: dict[str, Any]) -> int:
@@ -251,7 +302,10 @@ def _name(value: str | None) -> str | None:
 
 
 def parse_notify(data: bytes, source_ip: str) -> BambuAnnouncement | None:
-    """Parse a Bambu Lab ``NOTIFY`` datagram; None if it is not a valid one.
+    """Parse a Bambu Lab announcement; None if it is not a valid one.
+
+    An announcement is a ``NOTIFY * HTTP/1.1`` with ``NT`` (sent every few
+    seconds) or an ``HTTP/1.1 200 OK`` answer to an M-SEARCH with ``ST``.
 
     Header names are case-insensitive and lines may end in CRLF or LF; the
     first occurrence of a header wins and lines without a colon are skipped.
@@ -268,7 +322,12 @@ def parse_notify(data: bytes, source_ip: str) -> BambuAnnouncement | None:
     except UnicodeDecodeError:
         return None
     start, *lines = text.split("\n")
-    if [part.upper() for part in start.split()] != ["NOTIFY", "*", "HTTP/1.1"]:
+    words = [part.upper() for part in start.split()]
+    if words == ["NOTIFY", "*", "HTTP/1.1"]:
+        kind = "nt"
+    elif words == ["HTTP/1.1", "200", "OK"]:
+        kind = "st"
+    else:
         return None
     headers: dict[str, str] = {}
     for raw in lines:
@@ -278,7 +337,7 @@ def parse_notify(data: bytes, source_ip: str) -> BambuAnnouncement | None:
         key, sep, value = line.partition(":")
         if sep:
             headers.setdefault(key.strip().lower(), value.strip())
-    if headers.get("nt", "").lower() != _NT:
+    if headers.get(kind, "").lower() != _NT:
         return None
     serial = headers.get("usn", "")
     if not SERIAL_PATTERN.fullmatch(serial):
@@ -316,6 +375,10 @@ class BambuDiscovery(asyncio.DatagramProtocol):
         """(serial, host) pairs whose refused move was logged."""
         self._last_malformed_log = -inf
         self._last_limit_log = -inf
+        self.seen: OrderedDict[str, tuple[BambuAnnouncement, float]] = OrderedDict()
+        """Serial -> its latest announcement and when; at most `SEEN_SIZE`."""
+        self.last_new = -inf
+        """When a serial not in `seen` was last heard."""
         self._remove_stop: CALLBACK_TYPE | None = None
         self._closing = False
         self._made = False
@@ -416,11 +479,40 @@ class BambuDiscovery(asyncio.DatagramProtocol):
 
     # -- announcements
 
+    def _note_seen(self, announcement: BambuAnnouncement, now: float) -> None:
+        """Remember the printer for searches (bounded, O(1))."""
+        serial = announcement.serial
+        if serial not in self.seen:
+            self.last_new = now
+        self.seen[serial] = (announcement, now)
+        self.seen.move_to_end(serial)
+        while len(self.seen) > SEEN_SIZE:
+            self.seen.popitem(last=False)
+
+    def heard_since(self, since: float) -> list[BambuAnnouncement]:
+        """Return the printers heard since monotonic time `since`, by serial."""
+        return sorted(
+            (item for item, at in self.seen.values() if at >= since),
+            key=lambda item: item.serial,
+        )
+
+    def send_search(self) -> None:
+        """Broadcast an M-SEARCH; the printers answer this socket."""
+        if self.transport is None:
+            return
+        message = M_SEARCH.format(port=DISCOVERY_PORT).encode()
+        for host, port in search_targets():
+            try:
+                self.transport.sendto(message, (host, port))
+            except OSError as err:
+                _LOGGER.debug("Cannot send an M-SEARCH to %s: %s", host, err)
+
     @callback
     def _async_handle(self, announcement: BambuAnnouncement) -> None:
         """Check a configured printer's new address, or start a discovery flow."""
         key = (announcement.serial, announcement.host)
         now = monotonic()
+        self._note_seen(announcement, now)
         if now - self._recent.get(key, -inf) < ACTION_INTERVAL:
             return
         entry = self.hass.config_entries.async_entry_for_domain_unique_id(
@@ -583,6 +675,37 @@ async def async_start_discovery(hass: HomeAssistant) -> None:
         return
     listener = hass.data[_DATA_KEY] = BambuDiscovery(hass)
     await listener.async_start()
+
+
+async def async_search(hass: HomeAssistant) -> list[BambuAnnouncement]:
+    """Look for printers for the config flow: up to `SEARCH_S` seconds.
+
+    Starts the listener if needed (it keeps running, as when a printer is
+    configured), sends an M-SEARCH (twice) and returns every printer heard
+    from since `SEEN_S` before the search; ends early once printers were
+    found and no new one came for `SEARCH_QUIET_S`. Empty when the
+    listener cannot bind its port.
+    """
+    await async_start_discovery(hass)
+    listener = hass.data.get(_DATA_KEY)
+    if listener is None:  # pragma: no cover - Home Assistant stopping meanwhile
+        return []
+    await listener._started.wait()  # noqa: SLF001 - a start in flight
+    if listener.transport is None:
+        return []
+    start = monotonic()
+    listener.send_search()
+    resent = False
+    while (elapsed := monotonic() - start) < SEARCH_S:
+        if not resent and elapsed >= SEARCH_RESEND_S:
+            listener.send_search()
+            resent = True
+        found = listener.heard_since(start - SEEN_S)
+        quiet = monotonic() - max(listener.last_new, start)
+        if found and elapsed >= SEARCH_MIN_S and quiet >= SEARCH_QUIET_S:
+            break
+        await asyncio.sleep(0.1)
+    return listener.heard_since(start - SEEN_S)
 
 
 async def async_stop_discovery(hass: HomeAssistant) -> None:

@@ -78,6 +78,7 @@ from custom_components.printcam.const import (
     OUTPUT_SIZES,
 )
 from custom_components.printcam.discovery import (
+    async_search,
     async_start_discovery,
     valid_host,
     valid_serial,
@@ -491,6 +492,19 @@ class BambuFamily(Family):
     async def async_setup_discovery(self, hass: HomeAssistant) -> None:
         """Listen for the printers' UDP announcements (a failed bind is logged)."""
         await async_start_discovery(hass)
+
+    searches = True
+
+    async def async_search(self, hass: HomeAssistant) -> list[Discovered]:
+        """List the printers that announce themselves or answer an M-SEARCH."""
+        found = []
+        for announcement in await async_search(hass):
+            discovered = self.discovered(
+                SOURCE_INTEGRATION_DISCOVERY, announcement.as_flow_data()
+            )
+            if discovered is not None:
+                found.append(discovered)
+        return found
 
     def discovered(self, source: str, info: object) -> Discovered | None:
         """Describe a printer from its UDP announcement (`BambuDiscoveryData`).

@@ -415,6 +415,18 @@ class Family(ABC):
         """Describe the printer a discovery flow found; None if not this family's."""
         return None
 
+    searches: ClassVar[bool] = False
+    """Whether the add step first looks for printers (`async_search`)."""
+
+    async def async_search(self, hass: HomeAssistant) -> list[Discovered]:
+        """Look for this family's printers on the network, for the add step.
+
+        Each is what `discovered` makes of an announcement: the flow goes on
+        as for a discovery (inspected before anything is asked). Bounded
+        in time (a few seconds); never raises for an unusable network.
+        """
+        return []
+
     async def async_inspect_discovered(
         self,
         hass: HomeAssistant,
