@@ -134,3 +134,43 @@ class BambuAnnouncer(asyncio.DatagramProtocol):
                 await self._task
         if transport is not None:
             transport.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Announce one simulated printer until interrupted (SIGINT/SIGTERM)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serial", required=True)
+    parser.add_argument("--model", default="P1S")
+    parser.add_argument("--name", default="Bambu Lab P1S")
+    parser.add_argument("--target", default="127.0.0.1:2021", help="host:port")
+    parser.add_argument("--port", type=int, default=0, help="M-SEARCH port")
+    parser.add_argument("--interval", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    host, _, port = args.target.rpartition(":")
+
+    async def run() -> None:
+        sim = BambuAnnouncer(
+            serial=args.serial,
+            model=args.model,
+            name=args.name,
+            target=(host, int(port)),
+            port=args.port,
+            interval=args.interval,
+        )
+        await sim.start()
+        print(sim.port, flush=True)  # noqa: T201 - the ready line
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await sim.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -637,6 +637,7 @@ class ConfigFlows:
                 headers=self._headers,
             ) as resp:
                 result = await _json(resp, f"choose {menu_step}")
+        result = await self._past_search(flow_url, result)
         async with self._session.post(
             f"{flow_url}/{result['flow_id']}", json=form, headers=self._headers
         ) as resp:
@@ -648,6 +649,38 @@ class ConfigFlows:
             ):
                 pass
         return dict(result)
+
+    async def _past_search(
+        self, flow_url: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Wait out a step's search for printers; choose entry by hand.
+
+        The Bambu Lab step first looks for printers on the network (a few
+        seconds); Home Assistant moves the flow on by itself when it ends.
+        The demo adds its printers by hand, with their simulated ports.
+        """
+        url = f"{flow_url}/{result['flow_id']}"
+        deadline = time.monotonic() + 30
+        while result.get("type") in ("progress", "progress_done"):
+            if time.monotonic() > deadline:
+                raise DemoError(f"the config flow stayed in {result.get('step_id')}")
+            await asyncio.sleep(0.2)
+            result = await _flow_step(self._session, url, self._headers)
+        if result.get("type") == "form" and str(result.get("step_id")).endswith(
+            "_pick"
+        ):
+            async with self._session.post(
+                url, json={"printer": "manual"}, headers=self._headers
+            ) as resp:
+                result = await _json(resp, "enter the printer by hand")
+        return result
+
+
+async def _flow_step(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    async with session.get(url, headers=headers) as resp:
+        return dict(await _json(resp, "read the config flow"))
 
 
 async def add_printers(

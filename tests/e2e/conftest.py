@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -25,6 +26,8 @@ import pytest
 from printer_sim.demo import Paths, Processes, bring_up, port_busy
 
 from .helpers import (
+    ANNOUNCED_NAME,
+    ANNOUNCED_SERIAL,
     BROWSER_START_TIMEOUT,
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -53,7 +56,42 @@ def pytest_collection_modifyitems(
 
 
 @pytest.fixture
-def demo_stack(tmp_path: Path) -> Iterator[DemoStack]:
+def announcer(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A simulated Bambu Lab printer announcing itself to 127.0.0.1:2021.
+
+    Home Assistant's M-SEARCH goes to its port on 127.0.0.1 (the environment
+    variable `PRINTCAM_BAMBU_SEARCH`), not to the broadcast address.
+    """
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - a fixed command
+        [
+            sys.executable,
+            "-m",
+            "printer_sim.bambu_announce",
+            f"--serial={ANNOUNCED_SERIAL}",
+            f"--name={ANNOUNCED_NAME}",
+            "--target=127.0.0.1:2021",
+            f"--port={port}",
+            "--interval=1",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    monkeypatch.setenv("PRINTCAM_BAMBU_SEARCH", f"127.0.0.1:{port}")
+    try:
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def demo_stack(tmp_path: Path, announcer: int) -> Iterator[DemoStack]:
     """Start the demo stack on free ports in a temporary directory."""
     paths = Paths(tmp_path / "demo")
     procs = Processes(paths)

@@ -26,6 +26,9 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+ANNOUNCED_SERIAL = "01S00C000000042"
+"""A simulated Bambu Lab printer that only announces itself (not added)."""
+ANNOUNCED_NAME = "Announced P1S"
 BROWSER_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 

@@ -32,7 +32,14 @@ import pytest
 
 from printer_sim.demo import MJPEG_NAME, ROOT
 
-from .helpers import Browser, DemoStack, wait_groups_gone, wait_no_process_mentions
+from .helpers import (
+    ANNOUNCED_NAME,
+    ANNOUNCED_SERIAL,
+    Browser,
+    DemoStack,
+    wait_groups_gone,
+    wait_no_process_mentions,
+)
 
 TABS = 3
 WATCH_S = 15.0
@@ -337,6 +344,22 @@ def test_dashboard_in_three_tabs_shares_one_connection_per_printer(
         page.set_viewport_size(VIEWPORT)
         page.goto(f"{info.base}/profile/general")
         browse_media(page, ["PrintCam", MJPEG_NAME], clip_title(video.name))
+        page.close()
+
+        # Adding a Bambu Lab printer: the step lists the simulated printer
+        # that announces itself (no Bambu printer is added by hand first:
+        # the demo's are, but this one is new).
+        page = context.new_page()
+        page.set_viewport_size(VIEWPORT)
+        page.goto(f"{info.base}/config/integrations/dashboard/add?domain=printcam")
+        page.get_by_role("button", name="OK").click()  # "set up PrintCam?"
+        # The listener (running for the demo's printers) already offers the
+        # announced printer as discovered; the test adds one by hand instead.
+        page.get_by_text("Setup another instance of PrintCam").click()
+        page.get_by_text("Bambu Lab (P1").click()
+        listed = f"{ANNOUNCED_NAME} · {ANNOUNCED_SERIAL} · 127.0.0.1"
+        page.get_by_text(listed).wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("Enter the address by hand").wait_for()
         page.close()
 
         remaining = CLOSE_TIMEOUT_S - (time.monotonic() - closed_at)
