@@ -1772,7 +1772,7 @@ def _compare_states(
     """Check that, where icons.json maps states, they are strings.json's."""
     if not isinstance(texts, dict):
         return  # strings.json's shape is the translations rule's
-    pairs = [(where, texts.get("state"), icon.get("state"))]
+    pairs = [(where, texts.get("state"), icon.get("state"), icon.get("default"))]
     for attribute, attr_icon in icon.get("state_attributes", {}).items():
         attr_texts = (texts.get("state_attributes") or {}).get(attribute) or {}
         pairs.append(
@@ -1780,13 +1780,15 @@ def _compare_states(
                 f"{where}.state_attributes.{attribute}",
                 attr_texts.get("state"),
                 attr_icon.get("state"),
+                attr_icon.get("default"),
             )
         )
-    for at, text_states, icon_states in pairs:
+    for at, text_states, icon_states, default in pairs:
         if not isinstance(text_states, dict) or not isinstance(icon_states, dict):
             continue  # no translated states (binary_sensor, switch) or no map
-        for state in sorted(text_states.keys() - icon_states.keys()):
-            report.error(path, f"{at}.state.{state} has no icon")
+        if not default:  # without a default, every state needs its icon
+            for state in sorted(text_states.keys() - icon_states.keys()):
+                report.error(path, f"{at}.state.{state} has no icon")
         for state in sorted(icon_states.keys() - text_states.keys()):
             report.error(path, f"{at}.state.{state} is not a state in strings.json")
 

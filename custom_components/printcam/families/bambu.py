@@ -121,7 +121,6 @@ _MODEL = SelectSelector(
     SelectSelectorConfig(
         options=[*BAMBU_CHAMBER_MODELS, *BAMBU_RTSPS_MODELS],
         mode=SelectSelectorMode.DROPDOWN,
-        translation_key="model",
     )
 )
 _ADVANCED = section(
