@@ -708,7 +708,7 @@ async def test_diagnostics_redact_the_access_code(
 @pytest.mark.parametrize(
     ("changes", "mode", "state", "reason"),
     [
-        ({"serial": "01P00A999999999"}, None, "SETUP_ERROR", "another"),
+        ({"serial": "01P00A999999999"}, None, "SETUP_ERROR", "different serial"),
         ({}, "refuse", "SETUP_RETRY", "camera"),
     ],
     ids=["invalid_serial", "camera_port_closed"],
