@@ -14,11 +14,11 @@ import json
 import os
 from pathlib import Path
 import shutil
-import subprocess
 import time
 from typing import Any
 
 from homeassistant.components import media_source
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
@@ -39,6 +39,7 @@ from printer_sim.jpeg import numbered_jpeg
 from printer_sim.mjpeg_server import MjpegPrinter
 
 from .conftest import Viewer, make_entry, setup_entry, until
+from .recorder_support import ffprobe, hidden
 
 CAMERA = "camera.printer"
 RECORDING = "event.printer_recording"
@@ -48,42 +49,6 @@ CLIP_BUFFER = "switch.printer_clip_buffer"
 pytestmark = pytest.mark.skipif(
     shutil.which("ffprobe") is None, reason="ffmpeg is not installed"
 )
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """Return the video stream's codec, size and decoded frame count."""
-    out = subprocess.run(  # noqa: S603 - a fixed command
-        [  # noqa: S607
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,pix_fmt",
-            "-of",
-            "json",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    stream = json.loads(out)["streams"][0]
-    stream["nb_read_frames"] = int(stream["nb_read_frames"])
-    return stream
-
-
-def leftovers(root: Path) -> list[str]:
-    """Return every hidden file or folder under the recordings root."""
-    if not root.exists():
-        return []
-    return sorted(
-        str(path.relative_to(root))
-        for path in root.rglob("*")
-        if any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
 
 
 def work_frames(root: Path) -> int:
@@ -182,7 +147,7 @@ async def test_timelapse_makes_an_mp4_over_the_one_connection(
     )
     # A thumbnail (the last frame) beside it; nothing hidden left behind.
     assert video.with_suffix(".jpg").read_bytes()[:2] == b"\xff\xd8"
-    assert leftovers(media_root) == []
+    assert hidden(media_root) == []
     # The printer saw the viewer's connection and nothing else.
     assert printer.total_connections - before == 1
     assert printer.max_open_connections == 1
@@ -243,7 +208,7 @@ async def test_unload_mid_timelapse_resumes_it(
     assert result["frames"] >= first_part + 2
     probe = await hass.async_add_executor_job(ffprobe, Path(result["path"]))
     assert abs(probe["nb_read_frames"] - result["frames"]) <= 1
-    assert leftovers(media_root) == []
+    assert hidden(media_root) == []
     assert len(list(media_root.glob("printer/*.mp4"))) == 1
     await hass.async_block_till_done()
     assert len(events.of("timelapse_ready")) == 1
@@ -288,7 +253,7 @@ async def test_a_crashed_old_timelapse_is_finished_at_setup(
     video = media_root / "printer" / "timelapse_2026-11-01_10-00-00.mp4"
     probe = await hass.async_add_executor_job(ffprobe, video)
     assert probe["nb_read_frames"] == 5
-    assert leftovers(media_root) == []
+    assert hidden(media_root) == []
     await hass.async_block_till_done()
     assert [e["frames"] for e in events.of("timelapse_ready")] == [5]
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -308,7 +273,7 @@ async def test_a_crashed_recent_timelapse_is_resumed(
     assert names[:4] == ["000001.jpg", "000002.jpg", "000003.jpg", "000004.jpg"]
     response = await _call(hass, "stop_timelapse", response=True)
     assert response[CAMERA]["frames"] >= 4
-    assert leftovers(media_root) == []
+    assert hidden(media_root) == []
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -346,7 +311,7 @@ async def test_disk_full_ends_the_timelapse_and_spares_viewers(
     assert hass.states.get(CAMERA).state == "streaming"
     await viewer.close()
     # A later recording that works clears the issue.
-    await until(lambda: not leftovers(media_root), timeout=30)
+    await until(lambda: not hidden(media_root), timeout=30)
     await _call(hass, "record_clip", response=True, after=0.5)
     assert (
         ir.async_get(hass).async_get_issue(DOMAIN, f"recording_failed_{entry.entry_id}")
@@ -446,7 +411,7 @@ async def test_record_clip_button_and_unload_mid_clip(
     assert any(media_root.glob("printer/.clip_*.work"))
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    await until(lambda: not leftovers(media_root), timeout=30)
+    await until(lambda: not hidden(media_root), timeout=30)
     clips = list(media_root.glob("printer/clip_*.mp4"))
     assert len(clips) == 1
     probe = await hass.async_add_executor_job(ffprobe, clips[0])
@@ -477,3 +442,23 @@ async def test_actions_refuse_other_targets(
     assert caught.value.translation_key == "timelapse_running"
     await _call(hass, "stop_timelapse")
     await asyncio.sleep(0)
+
+
+async def test_home_assistant_stopping_keeps_the_timelapse_to_go_on(
+    hass: HomeAssistant, entry: MockConfigEntry, media_root: Path
+) -> None:
+    """Stop event mid-timelapse: capture ends, frames and manifest stay."""
+    await _call(hass, "start_timelapse", interval=1)
+    await until(lambda: work_frames(media_root) >= 2, timeout=15)
+    recorder = entry.runtime_data.cameras[0].recorder
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    assert not recorder.timelapse_running
+    assert recorder.diagnostics()["assembling"] == 0
+    work = next(media_root.glob("printer/.timelapse_*.work"))
+    manifest = json.loads((work / MANIFEST).read_text())
+    assert manifest["state"] == "running"
+    assert manifest["last_frame"] > 0
+    frames = work_frames(media_root)
+    assert frames >= 2
+    assert not list(work.glob(f"{FRAMES_DIR}/.*"))

@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 import shutil
 import stat
-import subprocess
 import threading
 import time
 from typing import Any
@@ -63,6 +62,7 @@ from printer_sim.jpeg import block_jpeg, frame_number, numbered_jpeg, solid_jpeg
 from printer_sim.mjpeg_server import MjpegPrinter
 
 from .conftest import make_entry, setup_entry, until
+from .recorder_support import ffprobe, hidden
 
 CAMERA = "camera.printer"
 CLIP_BUFFER = "switch.printer_clip_buffer"
@@ -74,31 +74,6 @@ needs_ffmpeg = pytest.mark.skipif(
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """Return the video stream's codec, size and decoded frame count."""
-    out = subprocess.run(  # noqa: S603 - a fixed command
-        [  # noqa: S607
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,pix_fmt",
-            "-of",
-            "json",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    stream = json.loads(out)["streams"][0]
-    stream["nb_read_frames"] = int(stream["nb_read_frames"])
-    return stream
 
 
 def manifest(
@@ -171,17 +146,6 @@ def started_pids(pids: Path) -> list[int]:
 def gone(pid: int) -> bool:
     """Return True if a process neither runs nor waits to be reaped (zombie)."""
     return not Path(f"/proc/{pid}").exists()
-
-
-def hidden(root: Path) -> list[str]:
-    """Return every hidden file or folder under `root` (work folders, .part)."""
-    if not root.exists():
-        return []
-    return sorted(
-        str(path.relative_to(root))
-        for path in root.rglob("*")
-        if any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
 
 
 async def use_ffmpeg(hass: HomeAssistant, binary: str | Path | None = None) -> None:

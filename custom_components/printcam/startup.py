@@ -150,6 +150,8 @@ async def _register_stream(ctx: SetupContext) -> None:
     async def _on_stop(_event: Event) -> None:
         nonlocal stopped
         stopped = True
+        # Recordings first: a running timelapse is saved to go on next time.
+        await _stop_recorders(ctx)
         for camera in ctx.cameras:
             await camera.stream.async_close()
 
@@ -318,22 +320,7 @@ async def _start_recorders(ctx: SetupContext) -> None:
         left.setdefault(index, []).append(work)
     for index, found in left.items():
         await ctx.cameras[index].recorder.async_recover(found)
-
-    stopped = False
-
-    async def _on_stop(_event: Event) -> None:
-        nonlocal stopped
-        stopped = True
-        await _stop_recorders(ctx)
-
-    remove_stop = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
-
-    @callback
-    def _remove_stop() -> None:
-        if not stopped:  # a fired once-listener is already gone
-            remove_stop()
-
-    ctx.cleanups.append(_remove_stop)
+    # Home Assistant stopping closes them first (the register stage's listener).
 
 
 async def _stop_recorders(ctx: SetupContext) -> bool:
