@@ -119,6 +119,7 @@ def first_key_with_placeholder(root: Path, placeholder: str = "{name}") -> str:
 # ---------------------------------------------------------------------------
 # The real repository
 
+
 @pytest.mark.parametrize("rule", check.RULES)
 def test_the_repository_passes(rule: str) -> None:
     assert errors(ROOT, rule) == []
