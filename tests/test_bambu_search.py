@@ -261,3 +261,30 @@ def test_an_m_search_answer_parses_like_a_notify() -> None:
     # An M-SEARCH itself (ours, looped back) is not an announcement.
     search = discovery.M_SEARCH.format(port=2021).encode()
     assert discovery.parse_notify(search, "192.168.1.20") is None
+
+
+async def test_a_failing_search_goes_to_the_form(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the search is logged; the user still gets the form."""
+    with patch(
+        "custom_components.printcam.families.bambu.async_search",
+        side_effect=RuntimeError("search bug"),
+    ):
+        result = await _start(hass)
+    assert result["step_id"] == "bambu"
+    assert "Looking for bambu printers failed" in caplog.text
+    hass.config_entries.flow.async_abort(result["flow_id"])
+
+
+async def test_an_unsendable_search_still_listens(
+    hass: HomeAssistant, announcer: BambuAnnouncer
+) -> None:
+    """An M-SEARCH the network refuses: the NOTIFYs still list the printer."""
+    with patch.object(
+        discovery, "SEARCH_TARGETS", [("127.0.0.1", 0), ("127.0.0.1", None)]
+    ):
+        result = await _start(hass)
+    assert result["step_id"] == "bambu_pick"
+    hass.config_entries.flow.async_abort(result["flow_id"])
+    await _stop(hass)

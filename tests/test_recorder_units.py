@@ -1439,3 +1439,20 @@ async def test_setup_survives_a_work_folder_it_cannot_repair(
     finally:
         if entry.state is ConfigEntryState.LOADED:
             await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_record_clip_button_with_an_unwritable_folder(
+    hass: HomeAssistant, entry: MockConfigEntry, media_root: Path
+) -> None:
+    """The button says why it cannot record, translated, and starts nothing."""
+    media_root.parent.mkdir(parents=True)
+    media_root.write_text("not a folder")
+    with pytest.raises(HomeAssistantError) as caught:
+        await hass.services.async_call(
+            "button",
+            "press",
+            {"entity_id": "button.printer_record_clip"},
+            blocking=True,
+        )
+    assert caught.value.translation_key == "recording_failed"
+    assert _recorder(entry).diagnostics()["clips_recording"] == 0

@@ -451,3 +451,73 @@ async def test_frames_and_fetched_stills_are_turned_once_bad_ones_dropped(
 def test_an_identity_transform_is_no_transform(source: ScriptedSource) -> None:
     stream = PrintCamStream("entry1", source, transform=FrameTransform(Orientation()))
     assert stream.transform is None
+
+
+async def test_pins_hold_the_upstream_until_the_last_lets_go(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    """Two recordings pin it: one letting go keeps it; the last starts the grace."""
+    stream.pin("timelapse")
+    stream.pin("clip")
+    await until(lambda: source.open == 1)
+    stream.unpin("not pinned")  # nothing happens
+    stream.unpin("timelapse")
+    await asyncio.sleep(0.2)  # four idle graces: still open for the clip
+    assert source.open == 1
+    assert stream.running
+    stream.unpin("clip")
+    await until(lambda: source.open == 0)
+    assert source.connects == 1
+
+
+async def test_a_pin_reopens_a_stopped_upstream_and_outlives_keep_warm(
+    stream: PrintCamStream, source: ScriptedSource
+) -> None:
+    stream.pin("timelapse")
+    await until(lambda: source.open == 1)
+    await stream.async_stop_upstream()  # a config flow talking to the printer
+    await until(lambda: source.open == 0)
+    stream.pin("timelapse")  # the timelapse's next tick
+    await until(lambda: source.open == 1)
+    stream.apply_options(StreamOptions(idle_grace_s=0.05, keep_warm=True))
+    stream.apply_options(StreamOptions(idle_grace_s=0.05, keep_warm=False))
+    await asyncio.sleep(0.2)
+    assert source.open == 1  # keep-warm going off does not drop the pin
+    stream.unpin("timelapse")
+    await until(lambda: source.open == 0)
+
+
+async def test_a_closed_stream_takes_no_pin(source: ScriptedSource) -> None:
+    stream = PrintCamStream("closed", source, StreamOptions(idle_grace_s=0.05))
+    await stream.async_close()
+    stream.pin("timelapse")
+    assert not stream.running
+    assert source.connects == 0
+
+
+async def test_frame_listeners_get_every_frame_before_the_cap(
+    source: ScriptedSource,
+) -> None:
+    """Recordings see the live rate: max_fps skips fan-out, not listeners;
+    a listener that raises is logged and the others still get the frame."""
+    stream = PrintCamStream("e", source, StreamOptions(max_fps=1))
+    seen: list[bytes] = []
+
+    def broken(jpeg: bytes, at: float) -> None:
+        raise RuntimeError("listener bug")
+
+    stream.add_frame_listener(broken)
+    remove = stream.add_frame_listener(lambda jpeg, at: seen.append(jpeg))
+    stream.pin("test")
+    frames = [numbered_jpeg(i) for i in range(4)]
+    for frame in frames:
+        source.feed.put_nowait(frame)
+    await until(lambda: len(seen) == 4)
+    assert seen == frames
+    assert stream.frames_skipped >= 2  # the cap still applies to viewers
+    remove()
+    remove()  # twice: harmless
+    source.feed.put_nowait(numbered_jpeg(9))
+    await until(lambda: stream.frames == 5)
+    assert len(seen) == 4
+    await stream.async_close()
