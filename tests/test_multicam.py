@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 import json
+from pathlib import Path
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -343,4 +344,42 @@ async def test_each_webcam_has_its_restream_url(
         assert (await client.get(f"/api/printcam/{token}/{path}")).status == 404
     await first.close()
     await second.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_each_webcam_records_from_its_own_stream(
+    hass: HomeAssistant,
+    family: WebcamsFamily,
+    make_mjpeg_printer: PrinterFactory,
+    tmp_path: Path,
+) -> None:
+    """A clip of one webcam: its stream only, named after it, its own event."""
+    hass.config.media_dirs = {"local": str(tmp_path)}
+    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
+    family.webcams = {
+        "nozzle": {"name": "Nozzle", "url": nozzle.url},
+        "bed": {"name": "Bed", "url": bed.url},
+    }
+    entry = await setup_entry(hass, webcams_entry())
+    assert {"event.voron_bed_recording", "button.voron_bed_record_clip"} <= (
+        entity_ids(hass, entry)
+    )
+    response = await hass.services.async_call(
+        DOMAIN,
+        "record_clip",
+        {"entity_id": "camera.voron_bed", "after": 0.5},
+        blocking=True,
+        return_response=True,
+    )
+    video = Path(response["camera.voron_bed"]["path"])
+    assert video.parent == tmp_path / "printcam" / "voron"
+    assert video.name.startswith("clip_bed_")
+    assert nozzle.total_connections == 0
+    event = hass.states.get("event.voron_bed_recording")
+    assert event is not None
+    assert event.attributes["event_type"] == "clip_ready"
+    assert event.attributes["camera"] == "bed"
+    nozzle_event = hass.states.get("event.voron_nozzle_recording")
+    assert nozzle_event is not None
+    assert nozzle_event.attributes.get("event_type") is None
     assert await hass.config_entries.async_unload(entry.entry_id)
