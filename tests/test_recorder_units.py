@@ -1052,6 +1052,7 @@ async def test_clip_of_an_unreachable_printer(
         DOMAIN, f"recording_failed_{entry.entry_id}"
     )
     assert issue is not None
+    assert issue.translation_key == "recording_not_made"  # not the disk
     assert issue.translation_placeholders["error"] == "no frames were recorded"
     assert list((media_root / "printer").iterdir()) == []
     assert not _of(events, "clip_ready")

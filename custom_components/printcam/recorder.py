@@ -31,7 +31,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import errno
 import itertools
 import json
@@ -555,7 +555,6 @@ class _Capture:
     work: Work
     writer: _Writer
     task: asyncio.Task[Any] | None = None
-    started: float = field(default_factory=time.time)
 
 
 class ClipBuffer:
@@ -617,7 +616,6 @@ class CameraRecorder:
         entry_id: str,
         printer: str,
         camera_key: str | None,
-        camera_name: str | None,
         stream: PrintCamStream,
     ) -> None:
         """Record `stream`, the camera `camera_key` of printer `printer`."""
@@ -625,7 +623,6 @@ class CameraRecorder:
         self.entry_id = entry_id
         self.printer = printer
         self.camera_key = camera_key
-        self.camera_name = camera_name
         self.stream = stream
         self.folder_name = slugify(printer) or entry_id
         self.timelapse: _Capture | None = None
@@ -953,7 +950,11 @@ class CameraRecorder:
             is_fixable=False,
             is_persistent=False,
             severity=ir.IssueSeverity.ERROR,
-            translation_key="recording_failed",
+            # A disk that cannot take the frames, or a video not made
+            # (ffmpeg, no frames): each says what to do about it.
+            translation_key="recording_failed"
+            if error.storage
+            else "recording_not_made",
             translation_placeholders={
                 "name": self.printer,
                 "folder": folder,
