@@ -501,11 +501,9 @@ class BambuDiscovery(asyncio.DatagramProtocol):
         if self.transport is None:
             return
         message = M_SEARCH.format(port=DISCOVERY_PORT).encode()
-        for host, port in search_targets():
-            try:
-                self.transport.sendto(message, (host, port))
-            except OSError as err:
-                _LOGGER.debug("Cannot send an M-SEARCH to %s: %s", host, err)
+        for target in search_targets():
+            # A refused send reaches `error_received` (logged), not here.
+            self.transport.sendto(message, target)
 
     @callback
     def _async_handle(self, announcement: BambuAnnouncement) -> None:

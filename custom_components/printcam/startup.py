@@ -299,7 +299,6 @@ async def _start_recorders(ctx: SetupContext) -> None:
             entry_id=entry.entry_id,
             printer=entry.title,
             camera_key=camera.key,
-            camera_name=camera.name,
             stream=camera.stream,
         )
         camera.recorder.set_buffer(clip_buffer_on(entry.options, camera.key))
