@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 import contextlib
 from dataclasses import asdict, dataclass
 import datetime as dt
@@ -570,12 +571,23 @@ async def bench(args: argparse.Namespace, procs: Processes, viewers: Viewers) ->
     print(f"\nwrote {args.out / 'benchmark.md'} and {plot} ({duration:.0f} s)")
 
 
-async def amain(args: argparse.Namespace) -> int:
-    """Run the benchmark; stop every child however it ends."""
+async def run_interruptible(
+    args: argparse.Namespace,
+    run: Callable[[Processes], Awaitable[None]],
+    *,
+    prefix: str,
+    stopping: str,
+    before_stop: Callable[[], None] | None = None,
+) -> int:
+    """Run a benchmark in a temporary folder; stop every child however it ends.
+
+    SIGINT/SIGTERM cancel it (exit 130); `before_stop` runs before the
+    children are stopped; `--keep` keeps the folder (its logs).
+    """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     if task is None:  # pragma: no cover
-        raise RuntimeError("amain must run in a task")
+        raise RuntimeError("run_interruptible must run in a task")
     interrupted = False
 
     def on_signal() -> None:
@@ -585,12 +597,11 @@ async def amain(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    tmp = Path(tempfile.mkdtemp(prefix="printcam-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     procs = Processes(Paths(tmp))
-    viewers = Viewers()
     code = 0
     try:
-        await bench(args, procs, viewers)
+        await run(procs)
     except asyncio.CancelledError:
         print("\n==> Interrupted", file=sys.stderr, flush=True)
         code = 130 if interrupted else 1
@@ -600,15 +611,28 @@ async def amain(args: argparse.Namespace) -> int:
             print("       (--keep keeps the logs)", file=sys.stderr, flush=True)
         code = 1
     finally:
-        viewers.stop()
+        if before_stop is not None:
+            before_stop()
         if procs.children:
-            step("Stopping Home Assistant, the floor and the cameras")
+            step(stopping)
             await asyncio.shield(asyncio.to_thread(procs.stop_all))
         if args.keep:
             print(f"    kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return code
+
+
+async def amain(args: argparse.Namespace) -> int:
+    """Run the benchmark; stop every child however it ends."""
+    viewers = Viewers()
+    return await run_interruptible(
+        args,
+        lambda procs: bench(args, procs, viewers),
+        prefix="printcam-bench-",
+        stopping="Stopping Home Assistant, the floor and the cameras",
+        before_stop=viewers.stop,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -24,13 +24,9 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 import os
-from pathlib import Path
 import re
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -39,7 +35,6 @@ import aiohttp
 from printer_sim.demo import (
     VENV_BIN,
     ConfigFlows,
-    DemoError,
     Paths,
     Processes,
     authenticate,
@@ -51,6 +46,7 @@ from .ha import (
     BenchError,
     camera_streams,
     free_port,
+    run_interruptible,
     step,
     wait_ready,
     write_config,
@@ -430,39 +426,12 @@ async def bench(args: argparse.Namespace, procs: Processes) -> None:
 
 async def amain(args: argparse.Namespace) -> int:
     """Run the benchmark; stop every child however it ends."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover
-        raise RuntimeError("amain must run in a task")
-    interrupted = False
-
-    def on_signal() -> None:
-        nonlocal interrupted
-        interrupted = True
-        task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    tmp = Path(tempfile.mkdtemp(prefix="printcam-scale-"))
-    procs = Processes(Paths(tmp))
-    code = 0
-    try:
-        await bench(args, procs)
-    except asyncio.CancelledError:
-        print("\n==> Interrupted", file=sys.stderr, flush=True)
-        code = 130 if interrupted else 1
-    except (BenchError, DemoError, OSError, aiohttp.ClientError) as err:
-        print(f"ERROR: {err}", file=sys.stderr, flush=True)
-        code = 1
-    finally:
-        if procs.children:
-            step("Stopping Home Assistant and the cameras")
-            await asyncio.shield(asyncio.to_thread(procs.stop_all))
-        if args.keep:
-            print(f"    kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return code
+    return await run_interruptible(
+        args,
+        lambda procs: bench(args, procs),
+        prefix="printcam-scale-",
+        stopping="Stopping Home Assistant and the cameras",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
