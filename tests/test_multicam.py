@@ -131,6 +131,18 @@ def webcams_entry() -> MockConfigEntry:
     )
 
 
+async def nozzle_and_bed(
+    family: WebcamsFamily, make_mjpeg_printer: PrinterFactory
+) -> tuple[MjpegPrinter, MjpegPrinter]:
+    """Give the printer two MJPEG webcams, Nozzle and Bed; return their cameras."""
+    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
+    family.webcams = {
+        "nozzle": {"name": "Nozzle", "url": nozzle.url},
+        "bed": {"name": "Bed", "url": bed.url},
+    }
+    return nozzle, bed
+
+
 def entity_ids(hass: HomeAssistant, entry: MockConfigEntry) -> set[str]:
     registry = er.async_get(hass)
     return {
@@ -242,11 +254,7 @@ async def test_a_webcam_down_shows_in_its_own_state_only(
 async def test_webcams_added_and_removed_on_the_printer_are_followed(
     hass: HomeAssistant, family: WebcamsFamily, make_mjpeg_printer: PrinterFactory
 ) -> None:
-    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
-    family.webcams = {
-        "nozzle": {"name": "Nozzle", "url": nozzle.url},
-        "bed": {"name": "Bed", "url": bed.url},
-    }
+    nozzle, bed = await nozzle_and_bed(family, make_mjpeg_printer)
     entry = await setup_entry(hass, webcams_entry())
     before = entity_ids(hass, entry)
     assert "camera.voron_bed" in before
@@ -279,11 +287,7 @@ async def test_webcams_added_and_removed_on_the_printer_are_followed(
 async def test_keep_warm_is_per_webcam(
     hass: HomeAssistant, family: WebcamsFamily, make_mjpeg_printer: PrinterFactory
 ) -> None:
-    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
-    family.webcams = {
-        "nozzle": {"name": "Nozzle", "url": nozzle.url},
-        "bed": {"name": "Bed", "url": bed.url},
-    }
+    nozzle, bed = await nozzle_and_bed(family, make_mjpeg_printer)
     entry = await setup_entry(hass, webcams_entry())
     await hass.services.async_call(
         "switch", "turn_on", {"entity_id": "switch.voron_bed_keep_warm"}, blocking=True
@@ -313,11 +317,7 @@ async def test_each_webcam_has_its_restream_url(
     family: WebcamsFamily,
     make_mjpeg_printer: PrinterFactory,
 ) -> None:
-    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
-    family.webcams = {
-        "nozzle": {"name": "Nozzle", "url": nozzle.url},
-        "bed": {"name": "Bed", "url": bed.url},
-    }
+    nozzle, bed = await nozzle_and_bed(family, make_mjpeg_printer)
     entry = await setup_entry(hass, webcams_entry())
     result = await hass.config_entries.options.async_init(entry.entry_id)
     await hass.config_entries.options.async_configure(
@@ -355,11 +355,7 @@ async def test_each_webcam_records_from_its_own_stream(
 ) -> None:
     """A clip of one webcam: its stream only, named after it, its own event."""
     hass.config.media_dirs = {"local": str(tmp_path)}
-    nozzle, bed = await make_mjpeg_printer(), await make_mjpeg_printer()
-    family.webcams = {
-        "nozzle": {"name": "Nozzle", "url": nozzle.url},
-        "bed": {"name": "Bed", "url": bed.url},
-    }
+    nozzle, bed = await nozzle_and_bed(family, make_mjpeg_printer)
     entry = await setup_entry(hass, webcams_entry())
     assert {"event.voron_bed_recording", "button.voron_bed_record_clip"} <= (
         entity_ids(hass, entry)
